@@ -1,0 +1,77 @@
+"""Socket.IO packet model shared by every parser (protocol 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+
+class PacketType(IntEnum):
+    """Packet types of the Socket.IO protocol (v5)."""
+
+    CONNECT = 0
+    DISCONNECT = 1
+    EVENT = 2
+    ACK = 3
+    CONNECT_ERROR = 4
+    BINARY_EVENT = 5
+    BINARY_ACK = 6
+
+
+@dataclass(slots=True)
+class Packet:
+    """One Socket.IO packet.
+
+    Decoders always yield EVENT/ACK (never the BINARY_* types) with ``bytes`` in place of
+    attachments; encoders pick BINARY_* on their own when the data holds bytes.
+    """
+
+    type: PacketType
+    nsp: str = "/"
+    data: Any = None  # EVENT/ACK: list; CONNECT: dict | None; CONNECT_ERROR: dict | str
+    id: int | None = None  # ack id
+
+
+class ParseError(ValueError):
+    """Malformed input from a peer: the only exception a decoder raises."""
+
+
+# Event names a peer may not emit: they have a meaning of their own on one side or the other.
+RESERVED_EVENTS = frozenset(
+    ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener")
+)
+
+
+def check_payload(ptype: int, data: Any, present: bool) -> None:
+    """Raise ParseError unless ``data`` is valid for a packet of type ``ptype``.
+
+    Mirrors socket.io-parser's isDataValid: CONNECT an object or nothing, DISCONNECT
+    nothing, CONNECT_ERROR a string or an object, EVENT an array led by a non-reserved
+    event name (or a number), ACK an array.
+    """
+    if ptype == 2:
+        if type(data) is list and data:
+            first = data[0]
+            tf = type(first)
+            if tf is str:
+                if first in RESERVED_EVENTS:
+                    raise ParseError(f"invalid payload: {first!r} is a reserved event name")
+                return
+            if tf is int or tf is float:
+                return
+        raise ParseError("invalid payload: EVENT data must be an array led by an event name")
+    if ptype == 3:
+        if type(data) is not list:
+            raise ParseError("invalid payload: ACK data must be an array")
+    elif ptype == 0:
+        if present and type(data) is not dict:
+            raise ParseError("invalid payload: CONNECT data must be an object")
+    elif ptype == 1:
+        if present:
+            raise ParseError("invalid payload: DISCONNECT carries no data")
+    elif ptype == 4:
+        if not present or type(data) not in (str, dict):
+            raise ParseError("invalid payload: CONNECT_ERROR data must be a string or an object")
+    else:  # pragma: no cover - callers check the type first
+        raise ParseError(f"unknown packet type {ptype}")

@@ -73,6 +73,7 @@ class NamespaceLike(Protocol):
     """What an adapter may use of its namespace (kept tiny on purpose)."""
 
     name: str
+    recovery: Any  # the server's `Recovery` options (has `max_disconnection_duration`), or None: CSR off
 
     def deliver(self, packet: "Packet", socket_ids: Iterable[SocketId], flags: BroadcastFlags) -> None:
         """Encode `packet` once per parser and queue it on each listed local socket."""

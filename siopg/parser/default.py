@@ -276,6 +276,10 @@ class DefaultDecoder:
                 data = _loads(text[i:] if i else text)
             except (ValueError, RecursionError) as exc:
                 raise ParseError(f"invalid payload: {exc}") from None
+        if not present and ptype in (2, 3):
+            # The reference decodes an EVENT/ACK with no payload (data undefined) and the
+            # server then ignores it; closing the connection over it would be harsher.
+            return Packet(_PTYPES[ptype], nsp, None, ack_id)
         check_payload(ptype - 3 if ptype >= 5 else ptype, data, present)
         if count < 0:
             return Packet(_PTYPES[ptype], nsp, data, ack_id)

@@ -1,0 +1,7 @@
+"""`python -m siopg` is the `siopg` command."""
+
+import sys
+
+from siopg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,152 @@
+"""`siopg serve app:io` runs a Server on aiohttp + uvloop; `siopg migrate` runs DB migrations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import logging
+import os
+import signal
+import sys
+from typing import Any, Sequence
+
+
+def load_target(target: str) -> Any:
+    """Import `module:attr` or `path/to/file.py:attr` (attr defaults to `io`)."""
+    module_name, _, attr = target.partition(":")
+    attr = attr or "io"
+    if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+        path = os.path.abspath(module_name)
+        if not os.path.exists(path):
+            raise SystemExit(f"siopg: no such file: {module_name}")
+        name = os.path.splitext(os.path.basename(path))[0]
+        sys.path.insert(0, os.path.dirname(path))
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"siopg: cannot import {module_name}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(module_name)
+    try:
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise SystemExit(f"siopg: {module_name} has no attribute {attr!r}") from None
+    from aiohttp import web
+
+    if callable(obj) and not hasattr(obj, "aiohttp_app") and not isinstance(obj, web.Application):
+        obj = obj()  # a factory returning the server or an aiohttp app
+    if not hasattr(obj, "aiohttp_app") and not isinstance(obj, web.Application):
+        raise SystemExit(f"siopg: {target} is not a siopg.Server nor an aiohttp Application")
+    return obj
+
+
+async def serve(io: Any, host: str, port: int, app: Any = None) -> None:
+    """Run until SIGINT/SIGTERM, then close the server gracefully."""
+    from aiohttp import web
+
+    from siopg.server.server import Server
+
+    if app is None:
+        if isinstance(io, Server):
+            app = io.aiohttp_app(metrics=True)
+        else:  # an aiohttp app with a Server attached: its shutdown hook closes the server
+            app, io = io, None
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        bound = server.sockets[0].getsockname()[1]
+    print(f"siopg: serving on http://{host}:{bound}{io.path if io is not None else '/'}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    try:
+        await stop.wait()
+    finally:
+        logging.getLogger("siopg").info("shutting down")
+        if io is not None:
+            await io.close()
+        await runner.cleanup()
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        asyncio.run(coro)
+        return
+    if sys.version_info >= (3, 12):
+        uvloop.run(coro)
+    else:  # pragma: no cover
+        uvloop.install()
+        asyncio.run(coro)
+
+
+def _supervisor() -> Any:
+    """The multi-worker layer, if this installation has it (imported lazily)."""
+    try:
+        import siopg.supervisor as supervisor
+    except ImportError:  # pragma: no cover - a trimmed install
+        return None
+    return supervisor
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="siopg", description="Socket.IO server on aiohttp + PostgreSQL")
+    sub = parser.add_subparsers(dest="command", required=True)
+    supervisor = _supervisor()
+    serve_p = sub.add_parser("serve", help="run a siopg.Server")
+    if supervisor is not None:
+        supervisor.add_common_arguments(serve_p)  # app, --host, --port, --log-level (SIOPG_* env)
+        supervisor.add_arguments(serve_p)  # --workers, --database-url, ...
+    else:  # pragma: no cover
+        serve_p.add_argument("app")
+        serve_p.add_argument("--host", default="127.0.0.1")
+        serve_p.add_argument("--port", type=int, default=3000)
+        serve_p.add_argument("--log-level", default="info")
+    serve_p.description = (
+        "APP is module:attr or path/to/app.py:attr (attr defaults to io): a siopg.Server, an aiohttp "
+        "Application with one attached, or a callable returning either."
+    )
+    sub.add_parser("migrate", help="run the PostgreSQL adapter's migrations", add_help=False)
+    if supervisor is not None:
+        reload_p = sub.add_parser("reload", help="rolling restart of a running `siopg serve --workers N`")
+        supervisor.add_reload_arguments(reload_p)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "migrate":
+        from siopg.adapter.postgres.migrations import main as migrate_main
+
+        return int(migrate_main(list(rest)) or 0)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "reload":
+        return int(supervisor.reload_from_args(args) or 0)
+    if supervisor is not None and (
+        getattr(args, "workers", 1) > 1 or getattr(args, "database_url", None) or getattr(args, "check", False)
+    ):
+        return int(supervisor.run_from_args(args) or 0)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    io = load_target(args.app)
+    _run(serve(io, args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Client: one per Engine.IO connection; decodes packets and routes them to namespace sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Iterable
+
+from siopg.engine.message import OutgoingMessage
+from siopg.parser import Packet, PacketType, ParseError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from siopg.server.server import Server
+    from siopg.server.socket import Socket
+
+logger = logging.getLogger("siopg.server")
+
+
+class Client:
+    """Binds an EngineSocket to its namespace sockets and to a decoder of the server's parser."""
+
+    def __init__(self, server: "Server", conn: Any) -> None:
+        self.server = server
+        self.conn = conn
+        self.id: str = conn.sid
+        self.decoder = server._parser.new_decoder()
+        self.sockets: dict[str, "Socket"] = {}
+        self.nsps: dict[str, "Socket"] = {}
+        self._connecting: set[str] = set()
+        self.closed = False
+        conn.on_message = self._on_message
+        conn.on_close = self._on_close
+        self._connect_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            server.connect_timeout, self._on_connect_timeout
+        )
+
+    # incoming ----------------------------------------------------------------------------
+    def _on_message(self, data: str | bytes) -> None:
+        try:
+            packet = self.decoder.add(data)
+        except ParseError as exc:
+            logger.debug("parse error from %s: %s", self.id, exc)
+            self._close("parse error")
+            return
+        except Exception:  # a decoder bug must cost this connection only, never the server
+            logger.exception("decoder failed on a message from %s", self.id)
+            self._close("parse error")
+            return
+        if packet is not None:
+            try:
+                self._route(packet)
+            except Exception:
+                logger.exception("handling a packet from %s failed", self.id)
+
+    def _route(self, packet: Packet) -> None:
+        nsp = packet.nsp
+        socket = self.nsps.get(nsp)
+        ptype = packet.type
+        if socket is not None:
+            if ptype == PacketType.CONNECT or ptype == PacketType.CONNECT_ERROR:
+                self._close("parse error")  # invalid state: already connected there
+            else:
+                socket._on_packet(packet)
+            return
+        if ptype == PacketType.CONNECT:
+            if nsp in self._connecting:
+                return  # a duplicate CONNECT while the first one is being handled
+            auth = packet.data if isinstance(packet.data, dict) else {}
+            self._connecting.add(nsp)
+            self.server._tasks.spawn(self._connect(nsp, auth), f"connect {nsp}")
+        elif ptype == PacketType.CONNECT_ERROR:
+            self._close("parse error")
+        # EVENT/ACK/DISCONNECT for a namespace this client is not in (for example, one the
+        # server just left it from): drop them; the client will learn from our DISCONNECT.
+
+    async def _connect(self, name: str, auth: dict[str, Any]) -> None:
+        try:
+            nsp = await self.server._namespace_for(name, auth)
+            if self.closed:
+                return
+            if nsp is None:
+                self._packet(Packet(PacketType.CONNECT_ERROR, name, {"message": "Invalid namespace"}, None))
+                return
+            await nsp._add(self, auth)
+        finally:
+            self._connecting.discard(name)
+
+    def _on_connect_timeout(self) -> None:
+        self._connect_timer = None
+        if not self.nsps and not self.closed:
+            logger.debug("client %s joined no namespace in time: closing", self.id)
+            self._close("forced server close")
+
+    # bookkeeping -------------------------------------------------------------------------
+    def _add_socket(self, socket: "Socket") -> None:
+        self.sockets[socket.id] = socket
+        self.nsps[socket.nsp.name] = socket
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+
+    def _remove(self, socket: "Socket") -> None:
+        if self.sockets.get(socket.id) is socket:
+            del self.sockets[socket.id]
+        if self.nsps.get(socket.nsp.name) is socket:
+            del self.nsps[socket.nsp.name]
+
+    # outgoing ----------------------------------------------------------------------------
+    def _packet(self, packet: Packet) -> None:
+        """Encode and queue one packet for this client only."""
+        if self.closed:
+            return
+        encoded = self.server._parser.encoder.encode(packet)
+        self.conn.send([OutgoingMessage(part) for part in encoded])
+        self.server.metrics.packets_out += 1
+
+    def _send_packets(self, packets: Iterable[Packet]) -> None:
+        if self.closed:
+            return
+        encode = self.server._parser.encoder.encode
+        messages = [OutgoingMessage(part) for packet in packets for part in encode(packet)]
+        if messages:
+            self.conn.send(messages)
+
+    # closing -----------------------------------------------------------------------------
+    def _disconnect(self) -> None:
+        """Disconnect every namespace socket, then close the connection (socket.disconnect(True))."""
+        for socket in list(self.sockets.values()):
+            socket.disconnect()
+        self._close("forced server close")
+
+    def _close(self, reason: str) -> None:
+        """Close the engine connection ourselves; sockets see `reason`."""
+        if self.closed:
+            return
+        self._on_close(reason)
+        try:
+            self.conn.close("forced close" if reason == "forced server close" else reason)
+        except Exception:
+            logger.exception("closing engine connection %s failed", self.id)
+
+    def _on_close(self, reason: str, description: Any = None) -> None:
+        """The engine connection is gone (called once by the engine; ignored after _close)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._connect_timer is not None:
+            self._connect_timer.cancel()
+            self._connect_timer = None
+        for socket in list(self.sockets.values()):
+            socket._on_close(reason, description)
+        self.sockets.clear()
+        self.nsps.clear()
+        try:
+            self.decoder.reset()
+        except Exception:  # pragma: no cover - a decoder without state to drop
+            pass
+        self.server._client_closed(self)

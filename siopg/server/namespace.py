@@ -1,0 +1,411 @@
+"""Namespaces: sockets, middlewares, connection handling, and delivery from the adapter.
+
+`deliver()` is the broadcast hot path: encode once per parser, then hand the very same list
+of OutgoingMessage objects to every recipient's engine connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from siopg.adapter.base import BroadcastFlags, Session, SocketId
+from siopg.engine.message import OutgoingMessage
+from siopg.parser import Packet, PacketType
+from siopg.server.broadcast import BroadcastOperator
+from siopg.server.errors import AckTimeoutError
+from siopg.server.handlers import DONE, Done, call, takes_ack
+from siopg.server.middleware import connect_error_data, run_middlewares
+from siopg.server.options import RESERVED_EVENTS
+from siopg.server.socket import Socket
+
+if TYPE_CHECKING:  # pragma: no cover
+    from siopg.server.client import Client
+    from siopg.server.server import Server
+
+logger = logging.getLogger("siopg.server")
+
+NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any]], Any]
+
+
+class Namespace:
+    """A communication channel ("/" by default) with its own sockets, rooms and handlers."""
+
+    def __init__(self, server: "Server", name: str, with_adapter: bool = True) -> None:
+        self.server = server
+        self.name = name
+        self.recovery = server.recovery
+        self.sockets: dict[SocketId, Socket] = {}
+        self._preconnect: dict[SocketId, Socket] = {}  # restored sockets waiting for middlewares
+        self._by_pid: dict[str, Socket] = {}  # connected sockets by private session id (CSR)
+        self._fns: list[Callable[..., Any]] = []
+        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+        self._ack_id = 0
+        self._broadcast_acks: dict[Callable[..., Any], list[tuple[Socket, int]]] = {}
+        self._open_broadcasts: set[Callable[[], None]] = set()  # broadcast acks awaiting answers
+        self._watchers = 0  # sockets with on_any_outgoing listeners (they force the slow path)
+        self.adapter: Any = server._make_adapter(self) if with_adapter else None
+        self._ready: asyncio.Future[None] | None = None
+        self._init_started = False
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self.name!r} sockets={len(self.sockets)}>"
+
+    # setup -------------------------------------------------------------------------------
+    def _start_init(self) -> "asyncio.Future[None]":
+        """Run `adapter.init()` once (needs a running loop); connections wait for it."""
+        if self._ready is None:
+            self._ready = asyncio.ensure_future(self.adapter.init())
+            self._ready.add_done_callback(_log_failure)
+        return self._ready
+
+    async def _ensure_ready(self) -> None:
+        await self._start_init()
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        """`@nsp.on("connection")` (socket) or a server-side-emit event name."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            name = "connection" if event == "connect" else event
+            self._handlers.setdefault(name, []).append(fn)
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
+        name = "connection" if event == "connect" else event
+        if handler is None:
+            self._handlers.pop(name, None)
+        elif handler in self._handlers.get(name, ()):
+            self._handlers[name].remove(handler)
+
+    def use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Add a connection middleware `fn(socket, next_)` (sync or async)."""
+        self._fns.append(fn)
+        return fn
+
+    # operators ---------------------------------------------------------------------------
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(self)
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self._operator().to(room)
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self._operator().except_(room)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self._operator().volatile
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        return self._operator().compress(compress)
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self._operator().local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self._operator().timeout(seconds)
+
+    def emit(self, event: str, *args: Any, callback: Callable[[Any, Any], Any] | None = None) -> Done:
+        return self._operator().emit(event, *args, callback=callback)
+
+    def send(self, *args: Any) -> Done:
+        return self.emit("message", *args)
+
+    def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
+        return self._operator().emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Any]:
+        return await self._operator().fetch_sockets()
+
+    def sockets_join(self, room: str | Iterable[str]) -> Done:
+        return self._operator().sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> Done:
+        return self._operator().sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> Done:
+        return self._operator().disconnect_sockets(close)
+
+    async def server_count(self) -> int:
+        return await self.adapter.server_count()
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        """Send to the namespace listeners of the other servers (not this one)."""
+        if event in RESERVED_EVENTS or event == "connection":
+            raise ValueError(f'"{event}" is a reserved event name')
+        self.adapter.server_side_emit([event, *args])
+
+    async def server_side_emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> list[Any]:
+        """Like server_side_emit; returns every other server's answer (raises AckTimeoutError)."""
+        if event in RESERVED_EVENTS or event == "connection":
+            raise ValueError(f'"{event}" is a reserved event name')
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def ack(responses: Any) -> None:
+            if fut.done():
+                return
+            if isinstance(responses, BaseException):
+                fut.set_exception(responses)
+            else:
+                fut.set_result(list(responses))
+
+        self.adapter.server_side_emit([event, *args], ack)
+        if timeout is None:
+            return await fut
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise AckTimeoutError("operation has timed out") from None
+
+    # adapter-facing (NamespaceLike) ------------------------------------------------------
+    def _next_ack_id(self) -> int:
+        ack_id = self._ack_id
+        self._ack_id += 1
+        return ack_id
+
+    def _encode(self, packet: Packet) -> list[OutgoingMessage]:
+        return [OutgoingMessage(part) for part in self.server._parser.encoder.encode(packet)]
+
+    def deliver(self, packet: Packet, socket_ids: Iterable[SocketId], flags: BroadcastFlags) -> None:
+        """Encode once, queue the same messages on each listed local socket's connection."""
+        messages = self._encode(packet)
+        get = self.sockets.get
+        count = 0
+        if flags.volatile or self._watchers:
+            self._deliver_slow(packet, messages, socket_ids, flags.volatile)
+            return
+        for sid in socket_ids:
+            socket = get(sid)
+            if socket is None:
+                self._deliver_preconnect(sid, messages)
+                continue
+            socket._send(messages)
+            count += 1
+        self.server.metrics.packets_out += count
+
+    def _deliver_slow(self, packet: Packet, messages: list[OutgoingMessage], socket_ids: Iterable[SocketId], volatile: bool) -> None:
+        """Delivery with outgoing listeners or volatile checks (off the common path)."""
+        get = self.sockets.get
+        count = 0
+        for sid in socket_ids:
+            socket = get(sid)
+            if socket is None:
+                self._deliver_preconnect(sid, messages)
+                continue
+            if volatile and not getattr(socket.client.conn, "writable", True):
+                continue
+            if socket._any_outgoing:
+                socket._notify_outgoing(packet.data)
+            socket._send(messages)
+            count += 1
+        self.server.metrics.packets_out += count
+
+    def _deliver_preconnect(self, sid: SocketId, messages: list[OutgoingMessage]) -> None:
+        socket = self._preconnect.get(sid)
+        if socket is not None and socket._pending is not None:
+            socket._pending.append(messages)
+
+    def deliver_with_ack(
+        self,
+        packet: Packet,
+        socket_ids: Iterable[SocketId],
+        flags: BroadcastFlags,
+        ack: Callable[[Any], None],
+    ) -> int:
+        """Deliver with one namespace-wide ack id; each socket's answer calls `ack(first_arg)`."""
+        ack_id = self._next_ack_id()
+        packet = Packet(packet.type, packet.nsp, packet.data, ack_id)
+        messages = self._encode(packet)
+
+        def on_answer(*args: Any) -> None:
+            ack(args[0] if args else None)
+
+        registered: list[tuple[Socket, int]] = []
+        sockets = self.sockets
+        for sid in socket_ids:
+            socket = sockets.get(sid)
+            if socket is None:
+                continue
+            socket.acks[ack_id] = on_answer
+            registered.append((socket, ack_id))
+            if socket._any_outgoing:
+                socket._notify_outgoing(packet.data)
+            socket._send(messages)
+        if registered:
+            self._broadcast_acks[ack] = registered
+        self.server.metrics.packets_out += len(registered)
+        return len(registered)
+
+    def _forget_broadcast_acks(self, ack: Callable[..., Any]) -> None:
+        """Drop the per-socket ack entries of a finished or timed-out broadcast."""
+        for socket, ack_id in self._broadcast_acks.pop(ack, ()):
+            socket.acks.pop(ack_id, None)
+
+    def local_socket(self, sid: SocketId) -> Socket | None:
+        return self.sockets.get(sid)
+
+    def on_server_side_emit(self, args: list[Any], ack: Callable[[Any], None] | None) -> None:
+        if not args:
+            return
+        event, rest = args[0], list(args[1:])
+        handlers = self._handlers.get(event)
+        if not handlers:
+            return
+        answered = False
+
+        def reply(*values: Any) -> None:
+            nonlocal answered
+            if ack is not None and not answered:
+                answered = True
+                ack(values[0] if len(values) == 1 else list(values) if values else None)
+
+        for fn in list(handlers):
+            call(self.server._tasks, fn, rest, reply if ack is not None and takes_ack(fn) else None,
+                 what=f"server-side {event!r} handler")
+
+    # connections -------------------------------------------------------------------------
+    async def _add(self, client: "Client", auth: dict[str, Any]) -> None:
+        """Handle a CONNECT: maybe restore a session, run middlewares, then connect or refuse."""
+        await self._ensure_ready()
+        socket = await self._create_socket(client, auth)
+        if client.closed:
+            socket._cleanup()
+            return
+        recovery = self.recovery
+        if not (socket.recovered and recovery is not None and recovery.skip_middlewares):
+            err = await run_middlewares(self._fns, socket)
+            if client.closed:
+                socket._cleanup()
+                return
+            if err is not None:
+                socket._cleanup()
+                client._packet(Packet(PacketType.CONNECT_ERROR, self.name, connect_error_data(err), None))
+                return
+        self._do_connect(client, socket)
+
+    async def _create_socket(self, client: "Client", auth: dict[str, Any]) -> Socket:
+        pid = auth.get("pid")
+        offset = auth.get("offset")
+        if self.recovery is not None and isinstance(pid, str):
+            offset = offset if isinstance(offset, str) else None
+            metrics = self.server.metrics
+            metrics.recoveries_attempted += 1
+            live = self._by_pid.get(pid)
+            if live is not None and live.client is not client and live.connected:
+                # The client reconnected before this server noticed its old transport died:
+                # end the old socket as if its transport closed, then recover from that.
+                live._on_close("transport close", "superseded by a new connection")
+                if live._persisting is not None:
+                    await asyncio.wait([live._persisting])
+            try:
+                restored = await self.adapter.restore_session(pid, offset)
+            except Exception:
+                logger.exception("restoring session failed; starting a fresh one")
+                restored = None
+            if restored is not None and client.closed:
+                # gone while restoring: put the (consumed) session back for the next attempt
+                session = Session(restored.sid, restored.pid, self.name, restored.rooms, restored.data, offset)
+                await self.adapter.persist_session(session)
+                restored = None
+            if restored is not None:
+                metrics.recoveries_succeeded += 1
+                old = self.sockets.get(restored.sid) or self._preconnect.get(restored.sid)
+                if old is not None:  # a stale connection still holds this id: give it up quietly
+                    old._detach()
+                    if self.sockets.get(old.id) is old:
+                        del self.sockets[old.id]
+                    if self._preconnect.get(old.id) is old:
+                        del self._preconnect[old.id]
+                    if old.pid is not None and self._by_pid.get(old.pid) is old:
+                        del self._by_pid[old.pid]
+                    self.adapter.delete_all(old.id)
+                socket = Socket(self, client, auth, restored, offset)
+                socket._pending = []
+                self._preconnect[socket.id] = socket
+                return socket
+        return Socket(self, client, auth)
+
+    def _do_connect(self, client: "Client", socket: Socket) -> None:
+        if self._preconnect.get(socket.id) is socket:
+            del self._preconnect[socket.id]
+        self.sockets[socket.id] = socket
+        if socket.pid is not None:
+            self._by_pid[socket.pid] = socket
+        client._add_socket(socket)
+        socket._on_connect()
+        for fn in list(self._handlers.get("connection", ())):
+            call(self.server._tasks, fn, [socket], what="connection handler")
+
+    def _remove(self, socket: Socket) -> None:
+        """Forget `socket` only if it is the very socket registered under its id (#4880)."""
+        if self.sockets.get(socket.id) is socket:
+            del self.sockets[socket.id]
+        if socket.pid is not None and self._by_pid.get(socket.pid) is socket:
+            del self._by_pid[socket.pid]
+        if self._preconnect.get(socket.id) is socket:
+            del self._preconnect[socket.id]
+
+
+def _log_failure(fut: "asyncio.Future[Any]") -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        logger.error("adapter init failed", exc_info=fut.exception())
+
+
+class ParentNamespace(Namespace):
+    """Matches dynamic namespace names (regex or callable) and creates child namespaces.
+
+    Middlewares and connection handlers registered on it are copied to every child, which is
+    created on the first matching CONNECT. `emit` reaches every child.
+    """
+
+    _count = 0
+
+    def __init__(self, server: "Server", matcher: NamespaceMatcher) -> None:
+        ParentNamespace._count += 1
+        self.matcher = matcher
+        self.children: set[Namespace] = set()
+        super().__init__(server, f"/_{ParentNamespace._count}", with_adapter=False)
+
+    async def matches(self, name: str, auth: dict[str, Any]) -> bool:
+        matcher = self.matcher
+        if isinstance(matcher, re.Pattern):
+            return matcher.search(name) is not None
+        result = matcher(name, auth)
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            result = await result
+        return bool(result)
+
+    def create_child(self, name: str) -> Namespace:
+        child = Namespace(self.server, name)
+        for fn in self._fns:
+            child.use(fn)
+        for fn in self._handlers.get("connection", ()):
+            child.on("connection", fn)
+        self.children.add(child)
+        return child
+
+    def use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        super().use(fn)
+        for child in self.children:
+            child.use(fn)
+        return fn
+
+    def emit(self, event: str, *args: Any, callback: Callable[[Any, Any], Any] | None = None) -> Done:
+        if callback is not None:
+            raise NotImplementedError("acks are not supported on a dynamic namespace parent")
+        for child in list(self.children):
+            child.emit(event, *args)
+        return DONE
+
+    def _operator(self) -> BroadcastOperator:
+        raise NotImplementedError(
+            "rooms, flags and fetch_sockets are not supported on a dynamic namespace parent; "
+            "use io.of(name) for a concrete child namespace"
+        )

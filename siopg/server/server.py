@@ -1,0 +1,326 @@
+"""Server: the user's entry point (socket.io's `io`), wiring engine, parser, namespaces, adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any, Callable, Iterable
+
+from siopg.adapter.memory import InMemoryAdapter
+from siopg.engine import EngineOptions, EngineServer
+from siopg.metrics import Metrics, aiohttp_handler, make_registry
+from siopg.parser import get_parser
+from siopg.server.broadcast import BroadcastOperator
+from siopg.server.client import Client
+from siopg.server.handlers import Done, TaskSet
+from siopg.server.namespace import Namespace, NamespaceMatcher, ParentNamespace
+from siopg.server.options import Recovery
+
+logger = logging.getLogger("siopg.server")
+
+
+class Server:
+    """A Socket.IO server. Options are documented in docs/api.md."""
+
+    def __init__(
+        self,
+        *,
+        path: str = "/socket.io/",
+        cors_allowed_origins: str | list[str] | None = None,
+        cors_credentials: bool = False,
+        ping_interval: float = 25.0,
+        ping_timeout: float = 20.0,
+        upgrade_timeout: float = 10.0,
+        max_http_buffer_size: int = 1_000_000,
+        max_buffer_size: int = 8 * 1024 * 1024,
+        transports: Iterable[str] = ("polling", "websocket"),
+        allow_request: Callable[..., Any] | None = None,
+        cookie: str | dict[str, Any] | None = None,
+        http_compression: bool = False,
+        per_message_deflate: bool = False,
+        connect_timeout: float = 45.0,
+        parser: str = "default",
+        connection_state_recovery: Recovery | bool | None = None,
+        adapter: Callable[[Any], Any] | None = None,
+    ) -> None:
+        if connection_state_recovery is True:
+            connection_state_recovery = Recovery()
+        elif connection_state_recovery is False:
+            connection_state_recovery = None
+        if connection_state_recovery is not None and not isinstance(connection_state_recovery, Recovery):
+            raise TypeError("connection_state_recovery must be a siopg.Recovery, True or None")
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be positive")
+        self.recovery: Recovery | None = connection_state_recovery
+        self.connect_timeout = connect_timeout
+        self._parser = get_parser(parser)
+        self._adapter_factory: Callable[[Any], Any] = adapter or InMemoryAdapter
+        self._tasks = TaskSet()
+        self.metrics = Metrics()
+        self.metrics_registry = make_registry(self)
+        self._nsps: dict[str, Namespace] = {}
+        self._parents: list[ParentNamespace] = []
+        self._clients: dict[str, Client] = {}
+        self._closing = False
+        self._started = False
+        self.engine = EngineServer(
+            self._on_engine_connection,
+            EngineOptions(
+                path=path,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                upgrade_timeout=upgrade_timeout,
+                max_http_buffer_size=max_http_buffer_size,
+                transports=tuple(transports),
+                allow_request=allow_request,
+                cors_allowed_origins=cors_allowed_origins,
+                cors_credentials=cors_credentials,
+                cookie=cookie,
+                http_compression=http_compression,
+                per_message_deflate=per_message_deflate,
+                max_buffer_size=max_buffer_size,
+            ),
+        )
+        self.sockets: Namespace = self.of("/")  # the main namespace, like socket.io's io.sockets
+
+    @property
+    def path(self) -> str:
+        return self.engine.options.path
+
+    @property
+    def parser(self) -> str:
+        return self._parser.name
+
+    # namespaces --------------------------------------------------------------------------
+    def of(self, name: str | NamespaceMatcher, handler: Callable[..., Any] | None = None) -> Namespace:
+        """The namespace `name` (created on first use); a regex or callable(name, auth) -> bool
+        makes a dynamic parent whose children are created when a client connects."""
+        if isinstance(name, str):
+            if not name.startswith("/"):
+                name = "/" + name
+            nsp = self._nsps.get(name)
+            if nsp is None:
+                nsp = Namespace(self, name)
+                self._nsps[name] = nsp
+                self._maybe_init(nsp)
+        elif isinstance(name, re.Pattern) or callable(name):
+            nsp = ParentNamespace(self, name)
+            self._parents.append(nsp)
+        else:
+            raise TypeError("namespace must be a str, a compiled regex or a callable(name, auth)")
+        if handler is not None:
+            nsp.on("connection", handler)
+        return nsp
+
+    def _maybe_init(self, nsp: Namespace) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # started by _startup() or by the first connection
+        nsp._start_init()
+
+    def _make_adapter(self, nsp: Namespace) -> Any:
+        return self._adapter_factory(nsp)
+
+    async def _namespace_for(self, name: str, auth: dict[str, Any]) -> Namespace | None:
+        """An existing namespace, or a child of the first dynamic parent that accepts `name`."""
+        nsp = self._nsps.get(name)
+        if nsp is not None:
+            return nsp
+        for parent in list(self._parents):
+            try:
+                ok = await parent.matches(name, auth)
+            except Exception:
+                logger.exception("dynamic namespace matcher failed for %r", name)
+                ok = False
+            if ok:
+                existing = self._nsps.get(name)  # created meanwhile by another connection
+                if existing is not None:
+                    return existing
+                child = parent.create_child(name)
+                self._nsps[name] = child
+                self._maybe_init(child)
+                return child
+        return None
+
+    # "/" shortcuts -----------------------------------------------------------------------
+    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+        return self.sockets.on(event, handler)
+
+    def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
+        self.sockets.off(event, handler)
+
+    def use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return self.sockets.use(fn)
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self.sockets.to(room)
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return self.sockets.except_(room)
+
+    @property
+    def volatile(self) -> BroadcastOperator:
+        return self.sockets.volatile
+
+    def compress(self, compress: bool) -> BroadcastOperator:
+        return self.sockets.compress(compress)
+
+    @property
+    def local(self) -> BroadcastOperator:
+        return self.sockets.local
+
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        return self.sockets.timeout(seconds)
+
+    def emit(self, event: str, *args: Any, callback: Callable[[Any, Any], Any] | None = None) -> Done:
+        return self.sockets.emit(event, *args, callback=callback)
+
+    def send(self, *args: Any) -> Done:
+        return self.sockets.send(*args)
+
+    def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
+        return self.sockets.emit_with_ack(event, *args)
+
+    async def fetch_sockets(self) -> list[Any]:
+        return await self.sockets.fetch_sockets()
+
+    def sockets_join(self, room: str | Iterable[str]) -> Done:
+        return self.sockets.sockets_join(room)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> Done:
+        return self.sockets.sockets_leave(room)
+
+    def disconnect_sockets(self, close: bool = False) -> Done:
+        return self.sockets.disconnect_sockets(close)
+
+    def server_side_emit(self, event: str, *args: Any) -> None:
+        self.sockets.server_side_emit(event, *args)
+
+    async def server_side_emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> list[Any]:
+        return await self.sockets.server_side_emit_with_ack(event, *args, timeout=timeout)
+
+    async def server_count(self) -> int:
+        return await self.sockets.server_count()
+
+    # engine ------------------------------------------------------------------------------
+    def _on_engine_connection(self, conn: Any) -> None:
+        if self._closing:
+            conn.close("server shutting down")
+            return
+        self._clients[conn.sid] = Client(self, conn)
+        self.metrics.engine_connections_total += 1
+
+    def _client_closed(self, client: Client) -> None:
+        if self._clients.get(client.id) is client:
+            del self._clients[client.id]
+
+    # running -----------------------------------------------------------------------------
+    async def _startup(self) -> None:
+        """Initialise every adapter (called by the app's startup hook, or lazily)."""
+        self._started = True
+        await asyncio.gather(*(nsp._start_init() for nsp in list(self._nsps.values())))
+
+    def aiohttp_app(self, metrics: bool = False) -> Any:
+        """An aiohttp Application serving `path` (and `/metrics` when asked)."""
+        from aiohttp import web
+
+        app = web.Application()
+        self.attach(app, metrics=metrics)
+        return app
+
+    def attach(self, app: Any, metrics: bool = False) -> None:
+        """Mount on an aiohttp app of yours: routes, plus startup and shutdown hooks."""
+        path = self.path
+        app.router.add_route("*", path, self.engine.handle_aiohttp)
+        if path.rstrip("/"):
+            app.router.add_route("*", path.rstrip("/"), self.engine.handle_aiohttp)
+        if metrics:
+            app.router.add_get("/metrics", self.metrics_handler)
+
+        async def on_startup(_app: Any) -> None:
+            await self._startup()
+
+        async def on_shutdown(_app: Any) -> None:
+            await self.close()
+
+        app.on_startup.append(on_startup)
+        app.on_shutdown.append(on_shutdown)
+
+    async def metrics_handler(self, request: Any) -> Any:
+        """An aiohttp handler exposing this server's Prometheus metrics."""
+        return await aiohttp_handler(self, request)
+
+    def asgi_app(self, other_asgi_app: Any = None) -> Any:
+        """An ASGI app serving `path`; other paths go to `other_asgi_app` (or get a 404)."""
+        inner = self.engine.asgi_app(other_asgi_app)
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                await self._lifespan(scope, receive, send, other_asgi_app)
+                return
+            await inner(scope, receive, send)
+
+        return app
+
+    async def _lifespan(self, scope: dict[str, Any], receive: Any, send: Any, other: Any) -> None:
+        if other is not None:
+
+            async def wrapped_receive() -> dict[str, Any]:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await self._startup()
+                elif message["type"] == "lifespan.shutdown":
+                    await self.close()
+                return message
+
+            await other(scope, wrapped_receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def close(self) -> None:
+        """Disconnect everyone ("server shutting down"), close adapters, leave no task behind."""
+        if self._closing:
+            return
+        self._closing = True
+        if self.recovery is not None:
+            # sessions first: clients reconnect elsewhere as soon as their connection closes
+            persists = [
+                socket._persist_before_shutdown()
+                for nsp in list(self._nsps.values())
+                for socket in list(nsp.sockets.values())
+            ]
+            results = await asyncio.gather(*persists, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    logger.error("persisting a session at shutdown failed", exc_info=result)
+        await self.engine.close()
+        for client in list(self._clients.values()):  # sessions the engine did not report
+            client._on_close("server shutting down")
+        for nsp in list(self._nsps.values()):  # pending broadcast acks end now, timers with them
+            for abort in list(nsp._open_broadcasts):
+                abort()
+        await self._tasks.drain()  # handlers and persist_session calls in flight
+        for nsp in list(self._nsps.values()):
+            if nsp._ready is not None and not nsp._ready.done():
+                nsp._ready.cancel()
+            try:
+                await nsp.adapter.close()
+            except Exception:
+                logger.exception("closing the adapter of %s failed", nsp.name)
+        await self._tasks.drain()

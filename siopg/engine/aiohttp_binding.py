@@ -1,0 +1,206 @@
+"""aiohttp binding: moves bytes between aiohttp and the engine core, decides nothing.
+
+WebSocket output bypasses aiohttp's per-message send path: after ``prepare()``, the cached
+frame bytes of everything queued during one loop tick are written with ONE
+``transport.write`` (the kernel's per-write cost dominates, so coalescing is the big win).
+Incoming frames are read through aiohttp's receive loop as usual. With per-message deflate
+negotiated, frames go through aiohttp's compressed send path instead (slower, one task).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from aiohttp import WSMsgType, web
+
+from .errors import EngineError
+from .message import EncodedPacket
+from .request import RequestInfo
+from .server import HttpReply, WsClosed, now_ms
+
+if TYPE_CHECKING:
+    from .server import EngineServer
+
+
+class RawWsWriter:
+    """Writes pre-framed bytes straight to the connection's transport."""
+
+    __slots__ = ("_ws", "_transport", "_server", "_closed")
+
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, server: EngineServer) -> None:
+        self._ws = ws
+        self._transport = transport
+        self._server = server
+        self._closed = False
+
+    def write_packets(self, packets: Sequence[EncodedPacket]) -> int:
+        transport = self._transport
+        if self._closed or transport.is_closing():
+            return 0
+        if len(packets) == 1:
+            transport.write(packets[0].ws_frame)
+        else:
+            transport.write(b"".join([p.ws_frame for p in packets]))
+        return transport.get_write_buffer_size()
+
+    def buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._server._track(asyncio.ensure_future(_close_ws(self._ws)))
+
+
+class DeflateWsWriter:
+    """Per-message deflate: each frame goes through aiohttp's compressed send path."""
+
+    def __init__(self, ws: web.WebSocketResponse, server: EngineServer) -> None:
+        self._ws = ws
+        self._server = server
+        self._pending: deque[EncodedPacket] = deque()
+        self._pending_bytes = 0
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def write_packets(self, packets: Sequence[EncodedPacket]) -> int:
+        if self._closed:
+            return 0
+        self._pending.extend(packets)
+        self._pending_bytes += sum(p.size for p in packets)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._drain())
+            self._server._track(self._task)
+        return self.buffer_size()
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                packet = self._pending.popleft()
+                self._pending_bytes -= packet.size
+                payload = packet.ws_payload()
+                if isinstance(payload, str):
+                    await self._ws.send_str(payload)
+                else:
+                    await self._ws.send_bytes(payload)
+        except Exception:  # connection gone: the receive loop reports it
+            self._pending.clear()
+            self._pending_bytes = 0
+        finally:
+            self._task = None
+        if self._closed:
+            await _close_ws(self._ws)
+
+    def buffer_size(self) -> int:
+        transport = self._ws._req.transport if self._ws._req is not None else None  # noqa: SLF001
+        return self._pending_bytes + (transport.get_write_buffer_size() if transport else 0)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._task is None:
+                self._server._track(asyncio.ensure_future(_close_ws(self._ws)))
+
+
+async def _close_ws(ws: web.WebSocketResponse) -> None:
+    try:
+        await ws.close()
+    except Exception:
+        pass
+
+
+def request_info(request: web.Request) -> RequestInfo:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return RequestInfo(
+        headers=headers,
+        query=dict(request.query),
+        remote_address=request.remote,
+        url=str(request.rel_url),
+        secure=request.secure,
+        issued=now_ms(),
+        method=request.method,
+    )
+
+
+def to_response(reply: HttpReply) -> web.Response:
+    response = web.Response(status=reply.status, body=reply.body)
+    for name, value in reply.headers:
+        if name.lower() == "content-type":
+            response.headers["Content-Type"] = value
+        else:
+            response.headers.add(name, value)
+    return response
+
+
+async def handle_request(server: EngineServer, request: web.Request) -> web.StreamResponse:
+    info = request_info(request)
+    is_upgrade = (
+        request.method == "GET" and info.headers.get("upgrade", "").lower() == "websocket"
+    )
+    if not is_upgrade:
+
+        async def read_body(limit: int) -> bytes | None:
+            if request.content_length is not None and request.content_length > limit:
+                return None
+            buf = bytearray()
+            async for chunk in request.content.iter_chunked(65536):
+                buf += chunk
+                if len(buf) > limit:
+                    return None
+            return bytes(buf)
+
+        return to_response(await server.handle_http(info, read_body))
+
+    try:
+        socket, is_new = await server.accept_websocket(info)
+    except EngineError as err:
+        return to_response(server.error_reply(err, info.headers))
+    opts = server.options
+    ws = web.WebSocketResponse(
+        timeout=2.0,  # how long a server-side close waits for the client's close frame
+        max_msg_size=opts.max_http_buffer_size,
+        compress=opts.per_message_deflate,
+        autoping=True,
+        heartbeat=None,
+    )
+    if is_new:
+        for name, value in server.handshake_headers(socket):
+            ws.headers.add(name, value)
+    try:
+        await ws.prepare(request)
+    except Exception:
+        server.abandon(socket, is_new)
+        raise
+    transport = request.transport
+    if transport is None:
+        server.abandon(socket, is_new)
+        return ws
+    writer: RawWsWriter | DeflateWsWriter
+    if ws.compress:
+        writer = DeflateWsWriter(ws, server)
+    else:
+        writer = RawWsWriter(ws, transport, server)  # type: ignore[arg-type]
+
+    async def receive() -> str | bytes:
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                return msg.data  # type: ignore[no-any-return]
+            if kind is WSMsgType.ERROR:
+                raise WsClosed(str(ws.exception() or "websocket error"))
+            if kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                raise WsClosed(None)
+
+    try:
+        await server.run_websocket(socket, is_new, writer, receive)
+    finally:
+        if not ws.closed:
+            await _close_ws(ws)
+    return ws

@@ -1,0 +1,229 @@
+"""ASGI binding: the same engine core behind an ASGI 3 app (Starlette, FastAPI, uvicorn).
+
+Slower than the aiohttp binding (every frame is one ``websocket.send`` event and a send task
+per WebSocket drains them), same protocol behaviour. Requests outside the engine path go to
+`other_app` (or get a 404); lifespan events go to `other_app`, or are answered here (the
+shutdown closes the engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from .errors import EngineError
+from .message import EncodedPacket
+from .request import RequestInfo
+from .server import HttpReply, WsClosed, now_ms
+
+if TYPE_CHECKING:
+    from .server import EngineServer
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class AsgiWsWriter:
+    """Queues frames for one WebSocket; a single sender task turns them into events."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pending: list[EncodedPacket] = []
+        self._pending_bytes = 0
+        self._wake = asyncio.Event()
+        self._closed = False
+        self.task = asyncio.ensure_future(self._run())
+
+    def write_packets(self, packets: Sequence[EncodedPacket]) -> int:
+        if self._closed:
+            return 0
+        self._pending.extend(packets)
+        self._pending_bytes += sum(p.size for p in packets)
+        self._wake.set()
+        return self._pending_bytes
+
+    def buffer_size(self) -> int:
+        return self._pending_bytes
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._wake.set()
+
+    async def _run(self) -> None:
+        send = self._send
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending:
+                    batch, self._pending = self._pending, []
+                    for packet in batch:
+                        self._pending_bytes -= packet.size
+                        payload = packet.ws_payload()
+                        if isinstance(payload, str):
+                            await send({"type": "websocket.send", "text": payload})
+                        else:
+                            await send({"type": "websocket.send", "bytes": payload})
+                if self._closed:
+                    await send({"type": "websocket.close", "code": 1000})
+                    return
+        except Exception:  # the connection is gone; the receive loop reports it
+            self._pending = []
+            self._pending_bytes = 0
+
+
+def _request_info(scope: Scope, method: str) -> RequestInfo:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    qs = scope.get("query_string", b"").decode("latin-1")
+    client = scope.get("client")
+    path = scope.get("path", "")
+    return RequestInfo(
+        headers=headers,
+        query=dict(parse_qsl(qs, keep_blank_values=True)),
+        remote_address=client[0] if client else None,
+        url=path + ("?" + qs if qs else ""),
+        secure=scope.get("scheme") in ("https", "wss"),
+        issued=now_ms(),
+        method=method,
+    )
+
+
+class EngineASGIApp:
+    """ASGI 3 application serving the engine path; other paths go to `other_app`."""
+
+    def __init__(self, server: EngineServer, other_app: Any = None) -> None:
+        self.server = server
+        self.other_app = other_app
+        self._prefix = server.options.path.rstrip("/")
+
+    def _is_engine_path(self, scope: Scope) -> bool:
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        for candidate in (path, root + path):
+            if candidate.rstrip("/") == self._prefix:
+                return True
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            if self.other_app is not None:
+                await self.other_app(scope, receive, send)
+            else:
+                await self._lifespan(receive, send)
+            return
+        if not self._is_engine_path(scope):
+            if self.other_app is not None:
+                await self.other_app(scope, receive, send)
+            elif kind == "http":
+                await _send_reply(send, HttpReply(404, b"Not Found", [("Content-Type", "text/plain")]))
+            else:
+                await send({"type": "websocket.close", "code": 1000})
+            return
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.server.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        info = _request_info(scope, scope.get("method", "GET"))
+
+        async def read_body(limit: int) -> bytes | None:
+            buf = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ConnectionError("client went away")
+                buf += message.get("body", b"")
+                if len(buf) > limit:
+                    return None
+                if not message.get("more_body", False):
+                    return bytes(buf)
+
+        reply = await self.server.handle_http(info, read_body)
+        await _send_reply(send, reply)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        info = _request_info(scope, "GET")
+        server = self.server
+        try:
+            socket, is_new = await server.accept_websocket(info)
+        except EngineError as err:
+            reply = server.error_reply(err, info.headers)
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": reply.status,
+                        "headers": [(k.lower().encode(), v.encode()) for k, v in reply.headers],
+                    }
+                )
+                await send({"type": "websocket.http.response.body", "body": reply.body})
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        headers = server.handshake_headers(socket) if is_new else []
+        try:
+            await send(
+                {
+                    "type": "websocket.accept",
+                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+                }
+            )
+        except Exception:
+            server.abandon(socket, is_new)
+            raise
+        writer = AsgiWsWriter(send)
+        limit = server.options.max_http_buffer_size
+
+        async def next_frame() -> str | bytes:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                if len(data) > limit:  # like aiohttp's max_msg_size: close 1009
+                    writer.close()
+                    raise WsClosed("message too big")
+                return data  # type: ignore[no-any-return]
+            raise WsClosed(None)
+
+        try:
+            await server.run_websocket(socket, is_new, writer, next_frame)
+        finally:
+            writer.close()
+            try:
+                await asyncio.wait_for(asyncio.shield(writer.task), 1.0)
+            except (asyncio.TimeoutError, Exception):
+                writer.task.cancel()
+
+
+async def _send_reply(send: Send, reply: HttpReply) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    if not any(k == b"content-length" for k, _ in headers):
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})

@@ -1,0 +1,146 @@
+"""EngineSocket: the upper layer's handle on one Engine.IO connection.
+
+It is also the session's driver: it turns the session's requests into loop callbacks (one
+flush per tick, one timer per session), parks the polling GET, and writes to whichever
+WebSocket writer the binding attached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from .message import EncodedPacket, OutgoingMessage
+from .request import RequestInfo
+from .session import FORCED_CLOSE, Session, SessionConfig
+
+if TYPE_CHECKING:
+    from .server import EngineServer
+
+log = logging.getLogger("siopg.engine")
+
+
+class WsWriter(Protocol):
+    """A binding's outgoing side of one WebSocket."""
+
+    def write_packets(self, packets: Sequence[EncodedPacket]) -> int: ...  # -> unsent bytes
+    def buffer_size(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def _noop_message(data: str | bytes) -> None:
+    pass
+
+
+def _noop_close(reason: str, description: str | None) -> None:
+    pass
+
+
+class EngineSocket:
+    """One Engine.IO connection as the Socket.IO layer sees it (docs/architecture.md)."""
+
+    __slots__ = (
+        "sid", "request", "on_message", "on_close", "_session", "_server", "_loop",
+        "_flush_scheduled", "_timer", "_poll_future", "_ws",
+    )
+
+    def __init__(
+        self,
+        server: EngineServer,
+        sid: str,
+        transport: str,
+        request: RequestInfo,
+        config: SessionConfig,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.sid = sid
+        self.request = request
+        self.on_message: Callable[[str | bytes], None] = _noop_message
+        self.on_close: Callable[[str, str | None], None] = _noop_close
+        self._server = server
+        self._loop = loop
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._poll_future: asyncio.Future[str] | None = None
+        self._ws: WsWriter | None = None
+        self._session = Session(sid, transport, config, self, loop.time)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def transport(self) -> str:
+        return self._session.transport
+
+    @property
+    def closed(self) -> bool:
+        return not self._session.is_open
+
+    def send(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Queue messages; everything queued in one loop tick goes out in one write."""
+        self._session.send(messages)
+
+    def close(self, reason: str = FORCED_CLOSE) -> None:
+        """Close after flushing what is queued; on_close(reason) follows."""
+        self._session.close(reason)
+
+    @property
+    def buffered_bytes(self) -> int:
+        ws = self._ws
+        return self._session.buffered_bytes + (ws.buffer_size() if ws is not None else 0)
+
+    def __repr__(self) -> str:
+        return f"<EngineSocket {self.sid} {self.transport} {self._session.state.name}>"
+
+    # ------------------------------------------------------------------ driver
+
+    def request_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self._session.flush()
+
+    def set_deadline(self, when: float | None) -> None:
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        if when is not None:
+            self._timer = self._loop.call_at(when, self._session.on_deadline)
+
+    def answer_poll(self, body: str) -> None:
+        fut = self._poll_future
+        self._poll_future = None
+        if fut is not None and not fut.done():
+            fut.set_result(body)
+
+    def ws_write(self, packets: Sequence[EncodedPacket]) -> int:
+        ws = self._ws
+        return ws.write_packets(packets) if ws is not None else 0
+
+    def ws_close(self) -> None:
+        ws = self._ws
+        self._ws = None
+        if ws is not None:
+            ws.close()
+
+    def write_buffer_size(self) -> int:
+        ws = self._ws
+        return ws.buffer_size() if ws is not None else 0
+
+    def deliver(self, data: str | bytes) -> None:
+        try:
+            self.on_message(data)
+        except Exception:
+            log.exception("engine on_message handler failed (sid %s)", self.sid)
+
+    def session_closed(self, reason: str, description: str | None) -> None:
+        self._server._forget(self)
+        try:
+            self.on_close(reason, description)
+        except Exception:
+            log.exception("engine on_close handler failed (sid %s)", self.sid)

@@ -1,0 +1,118 @@
+"""EngineServer's request layer without sockets: verification, handshake, polling answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from siopg.engine import EngineOptions, EngineServer, EngineSocket, OutgoingMessage, RequestInfo
+from siopg.engine.errors import EngineError
+
+
+def info(method: str = "GET", headers: dict[str, str] | None = None, **query: str) -> RequestInfo:
+    return RequestInfo(headers=headers or {}, query=query, remote_address="127.0.0.1",
+                       url="/engine.io/", secure=False, issued=0, method=method)
+
+
+def body(data: bytes | None):  # type: ignore[no-untyped-def]
+    async def read(limit: int) -> bytes | None:
+        return None if data is None or len(data) > limit else data
+
+    return read
+
+
+@pytest.fixture
+def engine() -> EngineServer:
+    sockets: list[EngineSocket] = []
+    server = EngineServer(sockets.append, EngineOptions(ping_interval=10, ping_timeout=10))
+    server.test_sockets = sockets  # type: ignore[attr-defined]
+    return server
+
+
+async def handshake(engine: EngineServer) -> str:
+    reply = await engine.handle_http(info(EIO="4", transport="polling"), body(b""))
+    assert reply.status == 200
+    return json.loads(reply.body[1:])["sid"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("req", "upgrade", "code"),
+    [
+        (info(EIO="4", transport="abc"), False, 0),
+        (info(EIO="4"), False, 0),
+        (info(EIO="4", transport="polling", sid="unknown"), False, 1),
+        (info(EIO="4", transport="websocket", sid="unknown"), True, 1),
+        (info("POST", EIO="4", transport="polling"), False, 2),
+        (info(EIO="4", transport="websocket"), False, 3),
+        (info(EIO="4", transport="polling", headers={"origin": "bad\x01origin"}), False, 3),
+        (info(EIO="3", transport="polling"), False, 5),
+        (info(transport="polling"), False, 5),
+    ],
+)
+async def test_verify_refuses_bad_requests(engine: EngineServer, req: RequestInfo, upgrade: bool, code: int) -> None:
+    with pytest.raises(EngineError) as err:
+        await engine.verify(req, upgrade)
+    assert err.value.code == code
+    reply = engine.error_reply(err.value, req.headers)
+    assert reply.status == 400 and json.loads(reply.body)["code"] == code
+
+
+async def test_handshake_then_poll_and_post(engine: EngineServer) -> None:
+    sid = await handshake(engine)
+    socket = engine.test_sockets[0]  # type: ignore[attr-defined]
+    received: list[str | bytes] = []
+    socket.on_message = received.append
+    reply = await engine.handle_http(info("POST", EIO="4", transport="polling", sid=sid), body(b"4abc"))
+    assert (reply.status, reply.body) == (200, b"ok")
+    assert received == ["abc"]
+    poll = asyncio.ensure_future(engine.handle_http(info(EIO="4", transport="polling", sid=sid), body(b"")))
+    await asyncio.sleep(0)
+    assert not poll.done()
+    socket.send([OutgoingMessage("x")])
+    reply = await asyncio.wait_for(poll, 1)
+    assert reply.body == b"4x"
+    await engine.close()
+    assert engine.sockets == {} and socket._timer is None
+
+
+async def test_upgrade_for_a_polling_transport_name_is_refused(engine: EngineServer) -> None:
+    sid = await handshake(engine)
+    with pytest.raises(EngineError) as err:
+        await engine.verify(info(EIO="4", transport="polling", sid=sid), upgrade=True)
+    assert err.value.code == 3
+    await engine.close()
+
+
+async def test_oversized_post_is_413(engine: EngineServer) -> None:
+    sid = await handshake(engine)
+    reply = await engine.handle_http(info("POST", EIO="4", transport="polling", sid=sid), body(None))
+    assert reply.status == 413
+    assert sid not in engine.sockets
+
+
+async def test_allow_request_and_closing_refuse(engine: EngineServer) -> None:
+    def refuse(req: RequestInfo) -> None:
+        raise ValueError("go away")
+
+    server = EngineServer(lambda s: None, EngineOptions(allow_request=refuse))
+    reply = await server.handle_http(info(EIO="4", transport="polling"), body(b""))
+    assert reply.status == 403 and json.loads(reply.body) == {"code": 4, "message": "go away"}
+    await engine.close()
+    reply = await engine.handle_http(info(EIO="4", transport="polling"), body(b""))
+    assert reply.status == 400
+
+
+def test_options_validation_and_cookie() -> None:
+    with pytest.raises(ValueError):
+        EngineOptions(transports=("carrier-pigeon",))
+    with pytest.raises(ValueError):
+        EngineOptions(transports=())
+    assert EngineOptions(path="engine.io").path == "/engine.io/"
+    assert EngineOptions(cookie=None).cookie_header("s") is None
+    assert EngineOptions(cookie="sid").cookie_header("s") == "sid=s; Path=/; HttpOnly; SameSite=Lax"
+    assert EngineOptions(cookie={"name": "io", "httponly": False, "samesite": "strict", "secure": True,
+                                 "max_age": 60}).cookie_header("s") == "io=s; Max-Age=60; Path=/; Secure; SameSite=Strict"
+    sid = EngineOptions().sid_generator()
+    assert len(sid) == 20 and sid != EngineOptions().sid_generator()

@@ -1,0 +1,10 @@
+"""Connection state recovery with the msgpack parser."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import siopg  # noqa: E402
+from _common import build  # noqa: E402
+
+io = build(parser="msgpack", connection_state_recovery=siopg.Recovery(max_disconnection_duration=60.0))

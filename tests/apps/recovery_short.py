@@ -1,0 +1,10 @@
+"""Connection state recovery with a tiny window, to see sessions expire."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import siopg  # noqa: E402
+from _common import build  # noqa: E402
+
+io = build(connection_state_recovery=siopg.Recovery(max_disconnection_duration=0.3))

@@ -4,7 +4,8 @@ WebSocket output bypasses aiohttp's per-message send path: after ``prepare()``, 
 frame bytes of everything queued during one loop tick are written with ONE
 ``transport.write`` (the kernel's per-write cost dominates, so coalescing is the big win).
 Incoming frames are read through aiohttp's receive loop as usual. With per-message deflate
-negotiated, frames go through aiohttp's compressed send path instead (slower, one task).
+negotiated, frames go through aiohttp's compressed send path instead (slower, one task),
+except messages sent with `compress(False)`, whose plain frames are written as they are.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class RawWsWriter:
     def buffer_size(self) -> int:
         return self._transport.get_write_buffer_size()
 
+    @property
+    def closing(self) -> bool:
+        return self._closed or self._transport.is_closing()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -81,6 +86,14 @@ class DeflateWsWriter:
             while self._pending:
                 packet = self._pending.popleft()
                 self._pending_bytes -= packet.size
+                if not packet.compress:
+                    # RSV1 clear: an uncompressed frame, legal on a deflate connection; its
+                    # cached frame bytes go straight out, after the compressed ones before it
+                    transport = self._ws._req.transport if self._ws._req is not None else None  # noqa: SLF001
+                    if transport is None or transport.is_closing():
+                        raise ConnectionResetError("websocket transport closed")
+                    transport.write(packet.ws_frame)
+                    continue
                 payload = packet.ws_payload()
                 if isinstance(payload, str):
                     await self._ws.send_str(payload)
@@ -97,6 +110,10 @@ class DeflateWsWriter:
     def buffer_size(self) -> int:
         transport = self._ws._req.transport if self._ws._req is not None else None  # noqa: SLF001
         return self._pending_bytes + (transport.get_write_buffer_size() if transport else 0)
+
+    @property
+    def closing(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         if not self._closed:

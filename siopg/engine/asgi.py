@@ -49,6 +49,10 @@ class AsgiWsWriter:
     def buffer_size(self) -> int:
         return self._pending_bytes
 
+    @property
+    def closing(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

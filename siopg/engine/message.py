@@ -36,6 +36,11 @@ class EncodedPacket:
 
     __slots__ = ("type", "data", "_frame", "_text")
 
+    # With per-message deflate negotiated, is this packet sent compressed? A class attribute,
+    # so the common case costs no memory; UncompressedMessage says no (socket.io's
+    # `compress(false)`). Without per-message deflate nothing is ever compressed.
+    compress = True
+
     def __init__(self, ptype: PacketType, data: str | bytes | None = None) -> None:
         if isinstance(data, (bytearray, memoryview)):
             data = bytes(data)
@@ -95,6 +100,13 @@ class OutgoingMessage(EncodedPacket):
 
     def __init__(self, data: str | bytes) -> None:
         super().__init__(PacketType.MESSAGE, data)
+
+
+class UncompressedMessage(OutgoingMessage):
+    """A message sent without per-message deflate even when the connection negotiated it."""
+
+    __slots__ = ()
+    compress = False
 
 
 # Control packets are constants: their encodings are computed once per process.

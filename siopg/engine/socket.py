@@ -21,12 +21,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("siopg.engine")
 
+# A WebSocket whose unsent bytes reach this is "not writable": volatile packets skip it.
+WRITABLE_LIMIT = 16 * 1024
+
 
 class WsWriter(Protocol):
     """A binding's outgoing side of one WebSocket."""
 
     def write_packets(self, packets: Sequence[EncodedPacket]) -> int: ...  # -> unsent bytes
     def buffer_size(self) -> int: ...
+    @property
+    def closing(self) -> bool: ...  # closed, or its connection is going away
     def close(self) -> None: ...
 
 
@@ -81,9 +86,32 @@ class EngineSocket:
         """Queue messages; everything queued in one loop tick goes out in one write."""
         self._session.send(messages)
 
+    def flush(self) -> None:
+        """Write what is queued now instead of at the end of the loop tick.
+
+        For a reply the client waits on (a namespace CONNECT): like socket.io, it leaves at
+        once and what follows goes in a later write (or, over polling, the next GET).
+        """
+        self._session.flush()
+
     def close(self, reason: str = FORCED_CLOSE) -> None:
         """Close after flushing what is queued; on_close(reason) follows."""
         self._session.close(reason)
+
+    @property
+    def writable(self) -> bool:
+        """Could a packet go out right now? (socket.io drops volatile packets otherwise.)
+
+        WebSocket: open, not closing, and holding less than WRITABLE_LIMIT unsent bytes.
+        Polling: a GET is parked, waiting for data.
+        """
+        session = self._session
+        if not session._accepting:
+            return False
+        if session._ws_active:
+            ws = self._ws
+            return ws is not None and not ws.closing and ws.buffer_size() < WRITABLE_LIMIT
+        return session.poll_waiting
 
     @property
     def buffered_bytes(self) -> int:

@@ -54,24 +54,26 @@ class BroadcastOperator:
 
     # modifiers ---------------------------------------------------------------------------
     def to(self, room: str | Iterable[str]) -> "BroadcastOperator":
-        return BroadcastOperator(self.nsp, self.rooms | _rooms(room), self.except_rooms, self.flags, self._single)
+        return self.__class__(self.nsp, self.rooms | _rooms(room), self.except_rooms, self.flags, self._single)
 
     in_ = to
 
     def except_(self, room: str | Iterable[str]) -> "BroadcastOperator":
-        return BroadcastOperator(self.nsp, self.rooms, self.except_rooms | _rooms(room), self.flags, self._single)
+        return self.__class__(self.nsp, self.rooms, self.except_rooms | _rooms(room), self.flags, self._single)
 
     def _with(self, **changes: Any) -> "BroadcastOperator":
         f = self.flags
         values = {"volatile": f.volatile, "compress": f.compress, "local": f.local, "timeout": f.timeout}
         values.update(changes)
-        return BroadcastOperator(self.nsp, self.rooms, self.except_rooms, BroadcastFlags(**values), self._single)
+        return self.__class__(self.nsp, self.rooms, self.except_rooms, BroadcastFlags(**values), self._single)
 
     @property
     def volatile(self) -> "BroadcastOperator":
         return self._with(volatile=True)
 
     def compress(self, compress: bool) -> "BroadcastOperator":
+        """compress(False): with per_message_deflate on, send these frames uncompressed
+        (they are compressed by default). Without per_message_deflate: no effect."""
         return self._with(compress=compress)
 
     @property

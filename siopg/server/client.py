@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
-from siopg.engine.message import OutgoingMessage
+from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.parser import Packet, PacketType, ParseError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,13 +106,21 @@ class Client:
             del self.nsps[socket.nsp.name]
 
     # outgoing ----------------------------------------------------------------------------
-    def _packet(self, packet: Packet) -> None:
-        """Encode and queue one packet for this client only."""
+    def _packet(self, packet: Packet, compress: bool | None = None) -> None:
+        """Encode and queue one packet for this client only (`compress=False`: see emit)."""
         if self.closed:
             return
         encoded = self.server._parser.encoder.encode(packet)
-        self.conn.send([OutgoingMessage(part) for part in encoded])
+        kind = UncompressedMessage if compress is False and self.server._deflate else OutgoingMessage
+        self.conn.send([kind(part) for part in encoded])
         self.server.metrics.packets_out += 1
+
+    def _flush(self) -> None:
+        """Write this connection's queued messages now (see EngineSocket.flush)."""
+        if not self.closed:
+            flush = getattr(self.conn, "flush", None)
+            if flush is not None:
+                flush()
 
     def _send_packets(self, packets: Iterable[Packet]) -> None:
         if self.closed:

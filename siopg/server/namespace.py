@@ -12,11 +12,11 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from siopg.adapter.base import BroadcastFlags, Session, SocketId
-from siopg.engine.message import OutgoingMessage
+from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.parser import Packet, PacketType
 from siopg.server.broadcast import BroadcastOperator
 from siopg.server.errors import AckTimeoutError
-from siopg.server.handlers import DONE, Done, call, takes_ack
+from siopg.server.handlers import Done, call, takes_ack
 from siopg.server.middleware import connect_error_data, run_middlewares
 from siopg.server.options import RESERVED_EVENTS
 from siopg.server.socket import Socket
@@ -49,6 +49,8 @@ class Namespace:
         self.adapter: Any = server._make_adapter(self) if with_adapter else None
         self._ready: asyncio.Future[None] | None = None
         self._init_started = False
+        self._parent: Any = None  # the ParentNamespace that created this one (dynamic namespaces)
+        self._joining = 0  # CONNECTs being handled (middlewares, recovery): keeps a child alive
 
     def __repr__(self) -> str:
         return f"<Namespace {self.name!r} sockets={len(self.sockets)}>"
@@ -170,12 +172,15 @@ class Namespace:
         self._ack_id += 1
         return ack_id
 
-    def _encode(self, packet: Packet) -> list[OutgoingMessage]:
-        return [OutgoingMessage(part) for part in self.server._parser.encoder.encode(packet)]
+    def _encode(self, packet: Packet, compress: bool | None = None) -> list[OutgoingMessage]:
+        kind = OutgoingMessage
+        if compress is False and self.server._deflate:
+            kind = UncompressedMessage  # compress(False) matters only with per-message deflate
+        return [kind(part) for part in self.server._parser.encoder.encode(packet)]
 
     def deliver(self, packet: Packet, socket_ids: Iterable[SocketId], flags: BroadcastFlags) -> None:
         """Encode once, queue the same messages on each listed local socket's connection."""
-        messages = self._encode(packet)
+        messages = self._encode(packet, flags.compress)
         get = self.sockets.get
         count = 0
         if flags.volatile or self._watchers:
@@ -222,17 +227,20 @@ class Namespace:
         """Deliver with one namespace-wide ack id; each socket's answer calls `ack(first_arg)`."""
         ack_id = self._next_ack_id()
         packet = Packet(packet.type, packet.nsp, packet.data, ack_id)
-        messages = self._encode(packet)
+        messages = self._encode(packet, flags.compress)
 
         def on_answer(*args: Any) -> None:
             ack(args[0] if args else None)
 
         registered: list[tuple[Socket, int]] = []
         sockets = self.sockets
+        volatile = flags.volatile
         for sid in socket_ids:
             socket = sockets.get(sid)
             if socket is None:
                 continue
+            if volatile and not getattr(socket.client.conn, "writable", True):
+                continue  # dropped: not counted, so the broadcast does not wait for it
             socket.acks[ack_id] = on_answer
             registered.append((socket, ack_id))
             if socket._any_outgoing:
@@ -273,6 +281,15 @@ class Namespace:
     # connections -------------------------------------------------------------------------
     async def _add(self, client: "Client", auth: dict[str, Any]) -> None:
         """Handle a CONNECT: maybe restore a session, run middlewares, then connect or refuse."""
+        self._joining += 1
+        try:
+            await self._connect_socket(client, auth)
+        finally:
+            self._joining -= 1
+            if self._parent is not None:
+                self._parent._child_emptied(self)
+
+    async def _connect_socket(self, client: "Client", auth: dict[str, Any]) -> None:
         await self._ensure_ready()
         socket = await self._create_socket(client, auth)
         if client.closed:
@@ -351,61 +368,20 @@ class Namespace:
             del self._by_pid[socket.pid]
         if self._preconnect.get(socket.id) is socket:
             del self._preconnect[socket.id]
+        if self._parent is not None and not self.sockets:
+            self._parent._child_emptied(self)
+
+    async def _close_adapter(self) -> None:
+        """Close this namespace's adapter (after its init, if that is still running)."""
+        ready = self._ready
+        if ready is not None and not ready.done():
+            await asyncio.wait([ready])
+        try:
+            await self.adapter.close()
+        except Exception:
+            logger.exception("closing the adapter of %s failed", self.name)
 
 
 def _log_failure(fut: "asyncio.Future[Any]") -> None:
     if not fut.cancelled() and fut.exception() is not None:
         logger.error("adapter init failed", exc_info=fut.exception())
-
-
-class ParentNamespace(Namespace):
-    """Matches dynamic namespace names (regex or callable) and creates child namespaces.
-
-    Middlewares and connection handlers registered on it are copied to every child, which is
-    created on the first matching CONNECT. `emit` reaches every child.
-    """
-
-    _count = 0
-
-    def __init__(self, server: "Server", matcher: NamespaceMatcher) -> None:
-        ParentNamespace._count += 1
-        self.matcher = matcher
-        self.children: set[Namespace] = set()
-        super().__init__(server, f"/_{ParentNamespace._count}", with_adapter=False)
-
-    async def matches(self, name: str, auth: dict[str, Any]) -> bool:
-        matcher = self.matcher
-        if isinstance(matcher, re.Pattern):
-            return matcher.search(name) is not None
-        result = matcher(name, auth)
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            result = await result
-        return bool(result)
-
-    def create_child(self, name: str) -> Namespace:
-        child = Namespace(self.server, name)
-        for fn in self._fns:
-            child.use(fn)
-        for fn in self._handlers.get("connection", ()):
-            child.on("connection", fn)
-        self.children.add(child)
-        return child
-
-    def use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        super().use(fn)
-        for child in self.children:
-            child.use(fn)
-        return fn
-
-    def emit(self, event: str, *args: Any, callback: Callable[[Any, Any], Any] | None = None) -> Done:
-        if callback is not None:
-            raise NotImplementedError("acks are not supported on a dynamic namespace parent")
-        for child in list(self.children):
-            child.emit(event, *args)
-        return DONE
-
-    def _operator(self) -> BroadcastOperator:
-        raise NotImplementedError(
-            "rooms, flags and fetch_sockets are not supported on a dynamic namespace parent; "
-            "use io.of(name) for a concrete child namespace"
-        )

@@ -14,7 +14,8 @@ from siopg.parser import get_parser
 from siopg.server.broadcast import BroadcastOperator
 from siopg.server.client import Client
 from siopg.server.handlers import Done, TaskSet
-from siopg.server.namespace import Namespace, NamespaceMatcher, ParentNamespace
+from siopg.server.namespace import Namespace, NamespaceMatcher
+from siopg.server.parent import ParentNamespace
 from siopg.server.options import Recovery
 
 logger = logging.getLogger("siopg.server")
@@ -43,6 +44,7 @@ class Server:
         parser: str = "default",
         connection_state_recovery: Recovery | bool | None = None,
         adapter: Callable[[Any], Any] | None = None,
+        cleanup_empty_child_namespaces: bool = False,
     ) -> None:
         if connection_state_recovery is True:
             connection_state_recovery = Recovery()
@@ -54,7 +56,11 @@ class Server:
             raise ValueError("connect_timeout must be positive")
         self.recovery: Recovery | None = connection_state_recovery
         self.connect_timeout = connect_timeout
+        # forget a dynamic namespace's child once its last socket left (socket.io's option)
+        self.cleanup_empty_child_namespaces = bool(cleanup_empty_child_namespaces)
         self._parser = get_parser(parser)
+        # `compress(False)` only changes anything when WebSocket frames may be deflated
+        self._deflate = bool(per_message_deflate)
         self._adapter_factory: Callable[[Any], Any] = adapter or InMemoryAdapter
         self._tasks = TaskSet()
         self.metrics = Metrics()

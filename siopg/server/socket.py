@@ -231,13 +231,15 @@ class Socket:
         if callback is not None:
             packet.id = self.nsp._next_ack_id()
             self._register_ack(packet.id, callback, flags.timeout)
+        if flags.volatile and not self.client.conn.writable:
+            return DONE  # like socket.io: dropped, not queued (an ack then times out)
         if self.nsp.recovery is not None and packet.id is None and not flags.volatile:
             # through the adapter, so the packet gets an offset and is kept for recovery
             self.adapter.broadcast(packet, BroadcastOptions(rooms=frozenset((self.id,)), flags=flags))
         else:
             if self._any_outgoing:
                 self._notify_outgoing(packet.data)
-            self.client._packet(packet)
+            self.client._packet(packet, flags.compress)
         return DONE
 
     def _emit_with_ack(self, event: str, args: tuple[Any, ...], flags: BroadcastFlags) -> "asyncio.Future[Any]":
@@ -296,6 +298,7 @@ class Socket:
         return FlaggedSocket(self, BroadcastFlags(volatile=True))
 
     def compress(self, compress: bool) -> "FlaggedSocket":
+        """compress(False): with per_message_deflate on, send uncompressed (see BroadcastOperator)."""
         return FlaggedSocket(self, BroadcastFlags(compress=compress))
 
     # broadcasting from this socket (everyone but itself) --------------------------------------
@@ -402,6 +405,7 @@ class Socket:
         if self.pid is not None:
             reply["pid"] = self.pid
         self.client._packet(Packet(PacketType.CONNECT, self.nsp.name, reply, None))
+        self.client._flush()  # the reply leaves now; events emitted from here on follow it
         if self._missed:
             self.client._send_packets(self._missed)
             self._missed = []

@@ -34,10 +34,14 @@ class FakeConnection:
         self.on_close: Any = lambda reason, description=None: None
         self.sent: list[Sequence[Any]] = []
         self.closed_with: str | None = None
+        self.writable = True  # set False to see volatile packets dropped
 
     def send(self, messages: Sequence[Any]) -> None:
         if self.closed_with is None:
             self.sent.append(messages)
+
+    def flush(self) -> None:
+        """Nothing is buffered here: send() already recorded the messages."""
 
     def close(self, reason: str = "forced close") -> None:
         if self.closed_with is None:

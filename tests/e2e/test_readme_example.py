@@ -1,7 +1,7 @@
 """The README's example app must start with `siopg serve` and accept the official client.
 
-The example is taken from examples/*.py when such a file defines `io = siopg.Server(...)`,
-else from the first ```python block of README.md that does; skipped while there is none.
+The example is the first ```python block of README.md that defines `io = siopg.Server(...)`,
+else an examples/*.py file that does; skipped while there is none.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ _SERVER_DEF = re.compile(r"^io\s*=\s*siopg\.Server\(", re.MULTILINE)
 
 
 def find_example(scratch: Path) -> Path | None:
-    for path in sorted((ROOT / "examples").glob("*.py")):
-        if _SERVER_DEF.search(path.read_text()):
-            return path
     readme = ROOT / "README.md"
     if readme.exists():
         for block in re.findall(r"```python\n(.*?)```", readme.read_text(), re.DOTALL):
@@ -30,6 +27,9 @@ def find_example(scratch: Path) -> Path | None:
                 tmp = scratch / "readme_app.py"
                 tmp.write_text(block)
                 return tmp
+    for path in sorted((ROOT / "examples").glob("*.py")):
+        if _SERVER_DEF.search(path.read_text()):
+            return path
     return None
 
 

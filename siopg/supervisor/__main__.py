@@ -1,0 +1,5 @@
+import sys
+
+from siopg.supervisor import main
+
+sys.exit(main())

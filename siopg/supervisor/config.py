@@ -1,0 +1,125 @@
+"""Settings of `siopg serve --workers N`: flags, each with a `SIOPG_*` environment default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass(slots=True)
+class SupervisorConfig:
+    app_ref: str
+    workers: int = 2
+    host: str = "127.0.0.1"
+    port: int = 3000
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=lambda: Path(".siopg-data"))
+    log_level: str = "info"
+    log_format: str = "text"
+    grace: float = 10.0           # seconds SIGTERM waits for workers to drain
+    head_timeout: float = 5.0     # seconds a client has to send its request head
+    max_head_size: int = 16384
+    backlog: int = 2048
+    pid_file: Path | None = None
+    ready_timeout: float = 30.0   # seconds a starting worker has to report ready
+    node_id: str | None = None    # this machine's name in sids, for load balancers (deploy/nginx)
+    worker_timeout: float = 30.0  # a worker whose loop is blocked this long is killed (0: never)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be in 0..65535")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        self.log_level = self.log_level.lower()
+        self.data_dir = Path(self.data_dir)
+        if self.node_id is not None:
+            from siopg.supervisor.sid import NODE_RE
+
+            if not NODE_RE.match(self.node_id):
+                raise ValueError("node id must be 1-16 characters of a-z and 0-9")
+
+    @property
+    def effective_pid_file(self) -> Path:
+        return self.pid_file or default_pid_file(self.data_dir, self.port)
+
+
+def default_pid_file(data_dir: Path, port: int) -> Path:
+    return Path(data_dir) / f"siopg-{port}.pid"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the multi-worker flags of `siopg serve` (defaults come from SIOPG_* env vars)."""
+    g = parser.add_argument_group("workers (siopg.supervisor)")
+    g.add_argument("--workers", type=int, default=int(_env("SIOPG_WORKERS", "1") or 1),
+                   help="worker processes behind one port (env SIOPG_WORKERS; default 1)")
+    g.add_argument("--database-url", default=_env("SIOPG_DATABASE_URL", _env("DATABASE_URL")),
+                   help="PostgreSQL URL the workers coordinate through (env DATABASE_URL); "
+                        "without it and with several workers an embedded PostgreSQL is started")
+    g.add_argument("--data-dir", default=_env("SIOPG_DATA_DIR", ".siopg-data"),
+                   help="directory of the embedded PostgreSQL and the pid file "
+                        "(env SIOPG_DATA_DIR; default ./.siopg-data)")
+    g.add_argument("--log-format", choices=("text", "json"), default=_env("SIOPG_LOG_FORMAT", "text"),
+                   help="log lines as logfmt text or JSON (env SIOPG_LOG_FORMAT)")
+    g.add_argument("--grace", type=float, default=float(_env("SIOPG_GRACE", "10") or 10),
+                   help="seconds SIGTERM gives workers to drain before they are killed (env SIOPG_GRACE)")
+    g.add_argument("--head-timeout", type=float, default=float(_env("SIOPG_HEAD_TIMEOUT", "5") or 5),
+                   help="seconds a client has to send its request head (env SIOPG_HEAD_TIMEOUT)")
+    g.add_argument("--worker-timeout", type=float, default=float(_env("SIOPG_WORKER_TIMEOUT", "30") or 30),
+                   help="kill and restart a worker whose event loop is blocked this many seconds; 0 = never"
+                        " (env SIOPG_WORKER_TIMEOUT)")
+    g.add_argument("--pid-file", default=_env("SIOPG_PID_FILE"),
+                   help="where the supervisor writes its pid for `siopg reload` "
+                        "(env SIOPG_PID_FILE; default DATA_DIR/siopg-PORT.pid)")
+    g.add_argument("--node-id", default=_env("SIOPG_NODE_ID"),
+                   help="this machine's name (a-z0-9) put in every sid, so a load balancer in front"
+                        " of several machines can route each session home (env SIOPG_NODE_ID)")
+    g.add_argument("--check", action="store_true",
+                   help="validate the app and the database, then exit (0 = ok)")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """`app`, --host, --port, --log-level: for a parser that does not define them already."""
+    parser.add_argument("app", help="module:attr or path/to/app.py:attr (attr defaults to io)")
+    parser.add_argument("--host", default=_env("SIOPG_HOST", "127.0.0.1"), help="env SIOPG_HOST")
+    parser.add_argument("--port", type=int, default=int(_env("SIOPG_PORT", "3000") or 3000), help="env SIOPG_PORT")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=_env("SIOPG_LOG_LEVEL", "info"),
+                        help="env SIOPG_LOG_LEVEL")
+
+
+def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
+    return SupervisorConfig(
+        app_ref=args.app,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        database_url=args.database_url or None,
+        data_dir=Path(args.data_dir),
+        log_level=args.log_level,
+        log_format=getattr(args, "log_format", "text"),
+        grace=args.grace,
+        head_timeout=args.head_timeout,
+        pid_file=Path(args.pid_file) if getattr(args, "pid_file", None) else None,
+        node_id=getattr(args, "node_id", None) or None,
+        worker_timeout=getattr(args, "worker_timeout", 30.0),
+    )
+
+
+def add_reload_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `siopg reload`: which supervisor to signal."""
+    parser.add_argument("--pid-file", default=_env("SIOPG_PID_FILE"),
+                        help="the supervisor's pid file (env SIOPG_PID_FILE)")
+    parser.add_argument("--data-dir", default=_env("SIOPG_DATA_DIR", ".siopg-data"),
+                        help="used to find the default pid file (env SIOPG_DATA_DIR)")
+    parser.add_argument("--port", type=int, default=int(_env("SIOPG_PORT", "3000") or 3000),
+                        help="used to find the default pid file (env SIOPG_PORT)")

@@ -1,0 +1,137 @@
+"""`GET /metrics` at the supervisor: every worker's samples, labelled `worker="<slot>"`.
+
+One scrape target per machine, whatever the number of workers: the supervisor asks each
+current worker for its exposition over the channel, merges the families, adds its own.
+A worker that does not answer within the timeout is left out of that scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from siopg.supervisor import channel, httphead
+
+if TYPE_CHECKING:  # pragma: no cover
+    from siopg.supervisor.pool import WorkerPool
+    from siopg.supervisor.router import Router
+
+log = logging.getLogger("siopg.supervisor")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def merge(expositions: dict[str, bytes]) -> str:
+    """Merge Prometheus text expositions, one per `worker` label value, into one."""
+    families: dict[str, Metric] = {}
+    for worker, text in expositions.items():
+        try:
+            parsed = list(text_string_to_metric_families(text.decode("utf-8", "replace")))
+        except Exception:  # a broken exposition loses that worker's samples, not the scrape
+            log.warning("worker %s sent unparsable metrics", worker)
+            continue
+        for fam in parsed:
+            merged = families.get(fam.name)
+            if merged is None:
+                merged = families[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            for sample in fam.samples:
+                merged.samples.append(sample._replace(labels={**sample.labels, "worker": worker}))
+
+    class _Merged:
+        def collect(self) -> list[Metric]:
+            return list(families.values())
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())  # type: ignore[arg-type]
+    return generate_latest(registry).decode()
+
+
+class MetricsEndpoint:
+    def __init__(self, pool: "WorkerPool", router_ref: "callable[[], Router | None]", timeout: float = 2.0) -> None:
+        self.pool = pool
+        self.router_ref = router_ref
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._waiting: dict[bytes, tuple[asyncio.Future[None], dict[str, bytes], set[str]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_reply(self, worker_label: str, msg: bytes) -> None:
+        """Called by the pool for every METRICS_REPLY message."""
+        req, _, text = msg[1:].partition(b"\n")
+        entry = self._waiting.get(req)
+        if entry is None:
+            return
+        done, got, expected = entry
+        got[worker_label] = text
+        if expected <= got.keys() and not done.done():
+            done.set_result(None)
+
+    def serve(self, conn: socket.socket) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            body = (await self.collect()).encode()
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n").encode()
+            await asyncio.wait_for(loop.sock_sendall(conn, head + body), 10)
+        except (OSError, asyncio.TimeoutError):
+            pass
+        except Exception:
+            log.exception("serving /metrics failed")
+            try:
+                conn.send(httphead.SERVICE_UNAVAILABLE)
+            except OSError:
+                pass
+        finally:
+            conn.close()
+
+    async def collect(self) -> str:
+        req = str(next(self._ids)).encode()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        got: dict[str, bytes] = {}
+        expected: set[str] = set()
+        self._waiting[req] = (done, got, expected)
+        try:
+            for w in self.pool.current_workers():
+                if w.end is not None and w.end.send_control(channel.METRICS_REQUEST + req):
+                    expected.add(str(w.slot))
+            if expected:
+                try:
+                    await asyncio.wait_for(done, self.timeout)
+                except asyncio.TimeoutError:
+                    log.warning("metrics: no answer from worker(s) %s", ", ".join(sorted(expected - got.keys())))
+        finally:
+            del self._waiting[req]
+        return merge(got) + self._own()
+
+    def _own(self) -> str:
+        pool = self.pool
+        router = self.router_ref()
+        lines = [
+            "# HELP siopg_supervisor_workers_ready Workers ready to take new sessions",
+            "# TYPE siopg_supervisor_workers_ready gauge",
+            f"siopg_supervisor_workers_ready {pool.ready_count()}",
+            "# HELP siopg_supervisor_worker_restarts_total Workers restarted after dying",
+            "# TYPE siopg_supervisor_worker_restarts_total counter",
+            f"siopg_supervisor_worker_restarts_total {pool.restarts}",
+        ]
+        if router is not None:
+            lines += [
+                "# HELP siopg_supervisor_connections_accepted_total TCP connections accepted",
+                "# TYPE siopg_supervisor_connections_accepted_total counter",
+                f"siopg_supervisor_connections_accepted_total {router.accepted}",
+                "# HELP siopg_supervisor_requests_refused_total Requests refused (bad head, timeout)",
+                "# TYPE siopg_supervisor_requests_refused_total counter",
+                f"siopg_supervisor_requests_refused_total {router.refused}",
+            ]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,234 @@
+"""The supervisor process: database, listening socket, workers, signals.
+
+SIGTERM / SIGINT (Ctrl-C): stop accepting, drain every worker (sessions persisted, transports
+closed with "server shutting down" so clients reconnect), exit within the grace period; a
+second SIGINT kills at once. SIGHUP (`siopg reload`): rolling restart, one worker at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from siopg.supervisor import httphead
+from siopg.supervisor.config import SupervisorConfig
+from siopg.supervisor.database import DatabaseError, EmbeddedPostgres, prepare_database, redact
+from siopg.supervisor.metrics import MetricsEndpoint
+from siopg.supervisor.pool import State, WorkerPool, worker_env
+from siopg.supervisor.router import Router, RouterLimits, make_listener
+from siopg.supervisor.worker import ENV_APP, ENV_NODE
+
+log = logging.getLogger("siopg.supervisor")
+
+HEALTH_PATHS = ("/healthz", "/readyz")
+METRICS_PATH = "/metrics"
+
+
+class Supervisor:
+    def __init__(self, config: SupervisorConfig, database_url: str | None, listener: socket.socket) -> None:
+        self.config = config
+        self.database_url = database_url
+        self.listener = listener
+        env = worker_env()
+        env[ENV_APP] = config.app_ref
+        env["SIOPG_LOG_LEVEL"] = config.log_level
+        env["SIOPG_LOG_FORMAT"] = config.log_format
+        if config.node_id:
+            env[ENV_NODE] = config.node_id
+        else:
+            env.pop(ENV_NODE, None)
+        if database_url:
+            env["DATABASE_URL"] = database_url
+        else:
+            env.pop("DATABASE_URL", None)
+        self.pool = WorkerPool(config.workers, env, config.grace, config.ready_timeout, config.worker_timeout)
+        self.router: Router | None = None
+        self.metrics = MetricsEndpoint(self.pool, lambda: self.router)
+        self.pool.on_metrics = self.metrics.on_reply
+        self._done = asyncio.Event()
+        self._exit_code = 0
+        self._interrupts = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def route(self, head: httphead.RequestHead, data: bytes, conn: socket.socket) -> bytes | None:
+        if head.path in HEALTH_PATHS:
+            return self._health(head.path)
+        if head.path == METRICS_PATH and head.method == "GET":
+            self.metrics.serve(conn)
+            return None
+        return self.pool.route(head, data, conn)
+
+    def _health(self, path: str) -> bytes:
+        if path == "/healthz":
+            return httphead.response(200, "OK", b"ok\n")
+        ready = self.pool.ready_count()
+        if ready and not self.pool.stopping:
+            return httphead.response(200, "OK", f"ready: {ready}/{self.config.workers} workers\n".encode())
+        return httphead.response(503, "Service Unavailable", f"not ready: {ready} workers\n".encode())
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.pool.on_fatal = self._fatal
+        for sig, handler in (
+            (signal.SIGTERM, self._on_term),
+            (signal.SIGINT, self._on_int),
+            (signal.SIGHUP, self._on_hup),
+        ):
+            loop.add_signal_handler(sig, handler)
+        await self.pool.start()
+        self.router = Router(
+            loop,
+            self.listener,
+            self.route,
+            RouterLimits(max_head_size=self.config.max_head_size, head_timeout=self.config.head_timeout),
+        )
+        # Accept right away: requests queue in the worker channels until the workers are ready.
+        self.router.start()
+        ready_task = loop.create_task(self._await_ready())
+        await self._done.wait()
+        ready_task.cancel()
+        await self._shutdown()
+        return self._exit_code
+
+    async def _await_ready(self) -> None:
+        if await self.pool.wait_ready():
+            host, port = self.listener.getsockname()[:2]
+            log.info("serving %s on http://%s:%d with %d workers", self.config.app_ref, host, port, self.config.workers)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _fatal(self, why: str) -> None:
+        log.error("%s; stopping", why)
+        self._exit_code = 1
+        self._done.set()
+
+    def _on_term(self) -> None:
+        log.info("SIGTERM: draining")
+        self._done.set()
+
+    def _on_int(self) -> None:
+        self._interrupts += 1
+        if self._interrupts == 1:
+            log.info("interrupted: draining (Ctrl-C again to kill)")
+            self._done.set()
+        else:
+            log.warning("second interrupt: killing workers")
+            self.pool.kill_all()
+
+    def _on_hup(self) -> None:
+        if not self._done.is_set():
+            log.info("SIGHUP: rolling restart")
+            self._spawn(self.pool.rolling_restart())
+
+    async def _shutdown(self) -> None:
+        if self.router is not None:
+            self.router.stop_accepting()
+        await self.pool.stop()
+        if self.router is not None:
+            self.router.close()
+        for t in list(self._tasks):
+            t.cancel()
+        log.info("stopped")
+
+
+def _write_pid_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()}\n")
+
+
+async def _main(config: SupervisorConfig, database_url: str | None, listener: socket.socket) -> int:
+    return await Supervisor(config, database_url, listener).run()
+
+
+def resolve_database(config: SupervisorConfig) -> tuple[str | None, EmbeddedPostgres | None]:
+    """The URL workers use: the given one, an embedded server for N > 1, or none (in-memory)."""
+    if config.database_url:
+        return config.database_url, None
+    if config.workers > 1:
+        embedded = EmbeddedPostgres(config.data_dir)
+        return embedded.start(), embedded
+    return None, None
+
+
+def run(config: SupervisorConfig) -> int:
+    """Run the supervisor until it is stopped; returns the process exit code."""
+    listener = make_listener(config.host, config.port, config.backlog, max(1, int(config.head_timeout)))
+    embedded: EmbeddedPostgres | None = None
+    pid_file = config.effective_pid_file
+    try:
+        database_url, embedded = resolve_database(config)
+        if database_url:
+            version = prepare_database(database_url)
+            log.info("database %s ready (%s)", redact(database_url), version.split(",")[0])
+        _write_pid_file(pid_file)
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover
+            return asyncio.run(_main(config, database_url, listener))
+        return uvloop.run(_main(config, database_url, listener))
+    except DatabaseError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        listener.close()
+        if embedded is not None:
+            embedded.stop()
+        with contextlib.suppress(OSError):
+            if pid_file.read_text().strip() == str(os.getpid()):
+                pid_file.unlink()
+
+
+def check(config: SupervisorConfig) -> int:
+    """`--check`: load the app as a worker would, reach and migrate the database; 0 if fine."""
+    from siopg.supervisor.app_loader import AppLoadError, load_app
+
+    ok = True
+    try:
+        obj = load_app(config.app_ref)
+        if not (hasattr(obj, "aiohttp_app") or callable(obj)):
+            raise AppLoadError(f"{config.app_ref} is a {type(obj).__name__}, not a siopg.Server or aiohttp app")
+        log.info("app %s: ok (%s)", config.app_ref, type(obj).__name__)
+    except Exception as exc:
+        log.error("app %s: %s", config.app_ref, exc)
+        ok = False
+    embedded = None
+    try:
+        database_url, embedded = resolve_database(config)
+        if database_url:
+            version = prepare_database(database_url)
+            log.info("database %s: ok, migrated (%s)", redact(database_url), version.split(",")[0])
+        else:
+            log.info("database: none needed (1 worker, in-memory adapter)")
+    except DatabaseError as exc:
+        log.error("database: %s", exc)
+        ok = False
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0 if ok else 1
+
+
+def reload(pid_file: Path) -> int:
+    """`siopg reload`: ask the running supervisor for a rolling restart (SIGHUP)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except FileNotFoundError:
+        log.error("no pid file at %s: is `siopg serve --workers N` running here?", pid_file)
+        return 1
+    except (ValueError, ProcessLookupError, PermissionError) as exc:
+        log.error("cannot signal the supervisor from %s: %s", pid_file, exc)
+        return 1
+    log.info("rolling restart requested (pid %d)", pid)
+    return 0
+
+
+__all__ = ["Supervisor", "run", "check", "reload", "State"]

@@ -1,0 +1,305 @@
+"""A worker process: serves the user's app on connections the supervisor hands over.
+
+Started by the supervisor as `python -m siopg.supervisor.worker_main` with its settings in
+`SIOPG_WORKER_*` env vars and one end of a SEQPACKET channel inherited as a file descriptor.
+It binds no port: each received fd is an accepted TCP connection plus the bytes the supervisor
+already read, injected into aiohttp with `connect_accepted_socket`.
+
+Every plain HTTP response goes out with `Connection: close`: the next request on that TCP
+connection may belong to a session of another worker, so it must come back through the
+supervisor to be routed by its sid. A WebSocket stays on its worker (it is routed on its
+upgrade request, which carries the sid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from siopg.supervisor import channel
+from siopg.supervisor.app_loader import AppLoadError, load_app
+from siopg.supervisor.logs import setup_logging
+from siopg.supervisor.sid import make_sid_generator
+
+log = logging.getLogger("siopg.worker")
+
+ENV_ID = "SIOPG_WORKER_ID"
+ENV_FD = "SIOPG_WORKER_FD"
+ENV_APP = "SIOPG_WORKER_APP"
+ENV_GRACE = "SIOPG_WORKER_GRACE"
+ENV_NODE = "SIOPG_NODE_ID"
+
+
+def worker_id() -> int | None:
+    """This process's worker id when it runs under the supervisor, else None."""
+    value = os.environ.get(ENV_ID)
+    return int(value) if value and value.isdigit() else None
+
+
+def worker_sid_generator() -> Callable[[], str] | None:
+    """The sid generator an app must use when it builds its own Engine.IO server.
+
+    siopg.Server apps are configured automatically; this is for other aiohttp apps.
+    """
+    wid = worker_id()
+    return make_sid_generator(wid, os.environ.get(ENV_NODE) or None) if wid is not None else None
+
+
+# -- preparing the app -------------------------------------------------------------------
+Closer = Callable[[], Awaitable[None]]
+
+
+def configure_siopg_server(io: Any, wid: int, database_url: str | None) -> None:
+    """Give a siopg.Server this worker's sid generator and, if it has none, a Postgres adapter.
+
+    Must run before the server starts (no namespace adapter initialised yet).
+    """
+    sid_generator = make_sid_generator(wid, os.environ.get(ENV_NODE) or None)
+    hook = getattr(io, "configure_worker", None)
+    if hook is not None:  # the server's own hook, when it has one
+        hook(sid_generator=sid_generator, database_url=database_url)
+        return
+    io.engine.options.sid_generator = sid_generator
+    if database_url:
+        _use_default_adapter(io, database_url)
+
+
+def _use_default_adapter(io: Any, database_url: str) -> None:
+    """Swap the in-memory default for a Postgres adapter; an adapter the app chose is kept.
+
+    Uses Server internals (`_adapter_factory`, namespaces' `adapter` before init) until the
+    server offers a public hook for it.
+    """
+    from siopg.adapter.memory import InMemoryAdapter
+
+    if getattr(io, "_adapter_factory", None) is not InMemoryAdapter:
+        return
+    from siopg.adapter.postgres import PostgresAdapter
+
+    factory = PostgresAdapter(database_url)
+    io._adapter_factory = factory
+    for nsp in list(getattr(io, "_nsps", {}).values()):
+        if getattr(nsp, "_ready", None) is None and isinstance(nsp.adapter, InMemoryAdapter):
+            nsp.adapter = factory(nsp)
+    log.info("using the Postgres adapter (no adapter configured by the app)")
+
+
+async def build_app(
+    obj: Any, wid: int, database_url: str | None, configured: bool = False
+) -> tuple[web.Application, Closer | None]:
+    """Turn what the app reference names into an aiohttp app (and how to close it first)."""
+    for _ in range(3):
+        if hasattr(obj, "aiohttp_app") and hasattr(obj, "close"):
+            if not configured:
+                configure_siopg_server(obj, wid, database_url)
+            try:
+                app = obj.aiohttp_app(metrics=True)
+            except TypeError:
+                app = obj.aiohttp_app()
+            return app, obj.close
+        if isinstance(obj, web.Application):
+            return obj, None
+        if callable(obj):  # an app factory, like aiohttp's `module:create_app`
+            obj = obj()
+            if inspect.isawaitable(obj):
+                obj = await obj
+            configured = False
+            continue
+        break
+    raise AppLoadError(
+        f"cannot serve {type(obj).__name__}: expected a siopg.Server, an aiohttp Application"
+        " or a factory returning one"
+    )
+
+
+async def _close_after_http(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """on_response_prepare hook: end the TCP connection after every non-upgrade response."""
+    if response.status != 101:
+        response.force_close()
+        response.headers["Connection"] = "close"
+
+
+class _Handoff(asyncio.Protocol):
+    """Feeds the supervisor's pre-read bytes to aiohttp's protocol, then steps aside."""
+
+    __slots__ = ("_inner", "_pre")
+
+    def __init__(self, inner: asyncio.Protocol, pre: bytes) -> None:
+        self._inner = inner
+        self._pre = pre
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        inner = self._inner
+        transport.set_protocol(inner)
+        inner.connection_made(transport)
+        if self._pre:
+            inner.data_received(self._pre)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:  # only before connection_made
+        self._inner.connection_lost(exc)
+
+
+class Worker:
+    def __init__(self, wid: int, chan: socket.socket, target: Any, database_url: str | None, grace: float) -> None:
+        self.wid = wid
+        self.chan = chan
+        self.target = target
+        self.database_url = database_url
+        self.grace = grace
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._closer: Closer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        try:
+            app, self._closer = await build_app(self.target, self.wid, self.database_url, configured=True)
+            app.on_response_prepare.append(_close_after_http)
+            self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await self._runner.setup()
+        except Exception as exc:
+            log.error("worker failed to start: %s", exc, exc_info=not isinstance(exc, AppLoadError))
+            return 3
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        try:
+            self.chan.sendall(channel.READY)  # still blocking: this one must not be dropped
+        except OSError:
+            log.warning("supervisor went away before this worker was ready")
+            self._stop.set()
+        self.chan.setblocking(False)
+        loop.add_reader(self.chan.fileno(), self._on_channel)
+        reporter = loop.create_task(self._report_load())
+        log.info("worker %d ready (pid %d)", self.wid, os.getpid())
+        await self._stop.wait()
+        reporter.cancel()
+        await self._drain()
+        return 0
+
+    def _send(self, msg: bytes) -> None:
+        try:
+            self.chan.send(msg)
+        except (BlockingIOError, InterruptedError):
+            pass  # load reports are advisory; the next one will do
+        except OSError:
+            self._stop.set()
+
+    async def _report_load(self) -> None:
+        assert self._runner is not None
+        while True:
+            await asyncio.sleep(0.5)
+            server = self._runner.server
+            n = len(server.connections) if server is not None else 0
+            self._send(channel.LOAD + str(n).encode())
+
+    def _on_channel(self) -> None:
+        received = channel.recv_messages(self.chan)
+        if received is None:
+            log.warning("supervisor went away; draining")
+            asyncio.get_running_loop().remove_reader(self.chan.fileno())
+            self._stop.set()
+            return
+        for msg, fd in received:
+            if fd is not None:
+                self._accept(msg[1:], fd)
+            elif msg[:1] == channel.METRICS_REQUEST:
+                self._send(channel.METRICS_REPLY + msg[1:] + b"\n" + self._metrics())
+
+    def _metrics(self) -> bytes:
+        """This worker's Prometheus exposition (the supervisor merges every worker's)."""
+        from prometheus_client import REGISTRY, generate_latest
+
+        registry = getattr(self.target, "metrics_registry", None) or REGISTRY
+        try:
+            return generate_latest(registry)
+        except Exception:
+            log.exception("collecting metrics failed")
+            return b""
+
+    def _accept(self, pre: bytes, fd: int) -> None:
+        runner = self._runner
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            os.close(fd)
+            return
+        if runner is None or runner.server is None:
+            sock.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._adopt(runner.server, sock, pre))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _adopt(self, server: Any, sock: socket.socket, pre: bytes) -> None:
+        """Make `sock` one of aiohttp's connections, starting with the bytes already read."""
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: _Handoff(server(), pre), sock)
+        except Exception as exc:  # e.g. the client already reset the connection
+            log.debug("could not adopt a connection: %s", exc)
+            sock.close()
+
+    async def _drain(self) -> None:
+        """Close every session ("server shutting down": clients reconnect elsewhere), then exit."""
+        log.info("worker %d draining", self.wid)
+        if self._closer is not None:
+            try:
+                await asyncio.wait_for(self._closer(), self.grace * 0.7)
+            except Exception:
+                log.exception("closing the app failed")
+        if self._runner is not None:
+            try:
+                await asyncio.wait_for(self._runner.cleanup(), max(0.5, self.grace * 0.25))
+            except asyncio.TimeoutError:
+                log.warning("worker %d: connections still open after the grace period; closing them", self.wid)
+            except Exception:
+                log.exception("aiohttp cleanup failed")
+        try:
+            asyncio.get_running_loop().remove_reader(self.chan.fileno())
+        except (ValueError, OSError):
+            pass
+        self.chan.close()
+        log.info("worker %d stopped", self.wid)
+
+
+def main() -> None:
+    wid = int(os.environ[ENV_ID])
+    setup_logging(os.environ.get("SIOPG_LOG_LEVEL", "info"), os.environ.get("SIOPG_LOG_FORMAT", "text"), str(wid))
+    chan = socket.socket(fileno=int(os.environ[ENV_FD]))
+    database_url = os.environ.get("DATABASE_URL") or None
+    # Import and configure the app before any event loop runs: a siopg.Server created while a
+    # loop runs starts its adapters at once, before we could give it the cluster adapter.
+    try:
+        target = load_app(os.environ[ENV_APP])
+        if hasattr(target, "aiohttp_app") and hasattr(target, "close"):
+            configure_siopg_server(target, wid, database_url)
+    except Exception as exc:
+        log.error("worker failed to load the app: %s", exc, exc_info=not isinstance(exc, AppLoadError))
+        sys.exit(3)
+    worker = Worker(
+        wid,
+        chan,
+        target,
+        database_url,
+        float(os.environ.get(ENV_GRACE, "10")),
+    )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        code = asyncio.run(worker.run())
+    else:
+        code = uvloop.run(worker.run())
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

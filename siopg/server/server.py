@@ -90,6 +90,28 @@ class Server:
         )
         self.sockets: Namespace = self.of("/")  # the main namespace, like socket.io's io.sockets
 
+    def configure_worker(
+        self, *, sid_generator: Callable[[], str] | None = None, database_url: str | None = None
+    ) -> None:
+        """Prepare this server to run as one worker of `siopg serve --workers N`.
+
+        The supervisor routes requests by the worker id its `sid_generator` puts in each
+        Engine.IO sid; `database_url` gives a server that kept the default in-memory adapter a
+        Postgres adapter (an adapter the app chose is kept). Must run before the server starts.
+        """
+        if self._started:
+            raise RuntimeError("configure_worker() must be called before the server starts")
+        if sid_generator is not None:
+            self.engine.options.sid_generator = sid_generator
+        if database_url and self._adapter_factory is InMemoryAdapter:
+            from siopg.adapter.postgres import PostgresAdapter
+
+            self._adapter_factory = PostgresAdapter(database_url)
+            for nsp in self._nsps.values():
+                if nsp._ready is None and isinstance(nsp.adapter, InMemoryAdapter):
+                    nsp.adapter = self._adapter_factory(nsp)
+            logger.info("using the Postgres adapter (the app configured none)")
+
     @property
     def path(self) -> str:
         return self.engine.options.path
@@ -230,12 +252,16 @@ class Server:
         self._started = True
         await asyncio.gather(*(nsp._start_init() for nsp in list(self._nsps.values())))
 
-    def aiohttp_app(self, metrics: bool = False) -> Any:
-        """An aiohttp Application serving `path` (and `/metrics` when asked)."""
+    def aiohttp_app(self, metrics: bool = False, dashboard: bool = False) -> Any:
+        """An aiohttp Application serving `path` (and `/metrics`, `/dashboard` when asked)."""
         from aiohttp import web
 
         app = web.Application()
         self.attach(app, metrics=metrics)
+        if dashboard:  # no auth here: call siopg.dashboard.setup(io, app, auth=...) for that
+            from siopg.dashboard import setup as setup_dashboard
+
+            setup_dashboard(self, app)
         return app
 
     def attach(self, app: Any, metrics: bool = False) -> None:

@@ -59,38 +59,9 @@ Closer = Callable[[], Awaitable[None]]
 
 
 def configure_siopg_server(io: Any, wid: int, database_url: str | None) -> None:
-    """Give a siopg.Server this worker's sid generator and, if it has none, a Postgres adapter.
-
-    Must run before the server starts (no namespace adapter initialised yet).
-    """
+    """Give a siopg.Server this worker's sid generator and, if it has none, a Postgres adapter."""
     sid_generator = make_sid_generator(wid, os.environ.get(ENV_NODE) or None)
-    hook = getattr(io, "configure_worker", None)
-    if hook is not None:  # the server's own hook, when it has one
-        hook(sid_generator=sid_generator, database_url=database_url)
-        return
-    io.engine.options.sid_generator = sid_generator
-    if database_url:
-        _use_default_adapter(io, database_url)
-
-
-def _use_default_adapter(io: Any, database_url: str) -> None:
-    """Swap the in-memory default for a Postgres adapter; an adapter the app chose is kept.
-
-    Uses Server internals (`_adapter_factory`, namespaces' `adapter` before init) until the
-    server offers a public hook for it.
-    """
-    from siopg.adapter.memory import InMemoryAdapter
-
-    if getattr(io, "_adapter_factory", None) is not InMemoryAdapter:
-        return
-    from siopg.adapter.postgres import PostgresAdapter
-
-    factory = PostgresAdapter(database_url)
-    io._adapter_factory = factory
-    for nsp in list(getattr(io, "_nsps", {}).values()):
-        if getattr(nsp, "_ready", None) is None and isinstance(nsp.adapter, InMemoryAdapter):
-            nsp.adapter = factory(nsp)
-    log.info("using the Postgres adapter (no adapter configured by the app)")
+    io.configure_worker(sid_generator=sid_generator, database_url=database_url)
 
 
 async def build_app(

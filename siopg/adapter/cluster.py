@@ -1,0 +1,564 @@
+"""A cluster-ready adapter: socket.io-adapter's ClusterAdapter protocol over any ordered transport.
+
+One instance per namespace. A transport subclass implements `do_publish` (send a message to
+every server, in order, itself included) and `other_server_ids` (who is alive), and feeds
+every message it receives (its own too) to `on_message`. This class turns the cluster
+operations into messages and answers the requests of other servers:
+
+  broadcast                BROADCAST, delivered locally when it comes back through the
+                           transport, so local delivery follows the log's (offset) order
+  broadcast with acks      BROADCAST + requestId; each server answers BROADCAST_CLIENT_COUNT
+                           once, then BROADCAST_ACK per client answer
+  sockets join/leave/...   SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS (applied locally at once)
+  fetch_sockets            FETCH_SOCKETS -> FETCH_SOCKETS_RESPONSE from every other server
+  server_side_emit         SERVER_SIDE_EMIT (+ requestId) -> SERVER_SIDE_EMIT_RESPONSE
+  close                    ADAPTER_CLOSE: other servers stop waiting for this one
+
+Liveness (heartbeats) is the transport's business: `other_server_ids()` answers it, and the
+transport calls `forget_server(uid)` when a server is gone, so pending requests finish early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Callable
+
+from siopg.adapter.base import BroadcastFlags, BroadcastOptions, NamespaceLike, Room
+from siopg.adapter.memory import InMemoryAdapter
+from siopg.parser import Packet, PacketType
+
+log = logging.getLogger("siopg.adapter.cluster")
+
+EMITTER_UID = "emitter"
+DEFAULT_REQUEST_TIMEOUT = 5.0
+
+
+class MessageType(IntEnum):
+    """socket.io-adapter's message types (same numbers, so logs read the same)."""
+
+    INITIAL_HEARTBEAT = 1
+    HEARTBEAT = 2
+    BROADCAST = 3
+    SOCKETS_JOIN = 4
+    SOCKETS_LEAVE = 5
+    DISCONNECT_SOCKETS = 6
+    FETCH_SOCKETS = 7
+    FETCH_SOCKETS_RESPONSE = 8
+    SERVER_SIDE_EMIT = 9
+    SERVER_SIDE_EMIT_RESPONSE = 10
+    BROADCAST_CLIENT_COUNT = 11
+    BROADCAST_ACK = 12
+    ADAPTER_CLOSE = 13
+
+
+RESPONSE_TYPES = frozenset(
+    (
+        MessageType.FETCH_SOCKETS_RESPONSE,
+        MessageType.SERVER_SIDE_EMIT_RESPONSE,
+        MessageType.BROADCAST_CLIENT_COUNT,
+        MessageType.BROADCAST_ACK,
+    )
+)
+
+
+@dataclass(slots=True)
+class ClusterMessage:
+    """One message between servers. `data` holds only msgpack-able values.
+
+    For BROADCAST, `rooms`/`except_` say who receives it and `recoverable` whether it is an
+    eligible CSR packet (EVENT, no ack, not volatile); `target` addresses a response.
+    """
+
+    type: MessageType
+    uid: str
+    nsp: str
+    data: dict[str, Any] = field(default_factory=dict)
+    rooms: tuple[Room, ...] = ()
+    except_: tuple[Room, ...] = ()
+    recoverable: bool = False
+    target: str | None = None
+
+
+def encode_flags(flags: BroadcastFlags) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if flags.volatile:
+        out["volatile"] = True
+    if flags.compress is not None:
+        out["compress"] = flags.compress
+    if flags.local:
+        out["local"] = True
+    if flags.timeout is not None:
+        out["timeout"] = flags.timeout
+    return out
+
+
+_NO_FLAGS = BroadcastFlags()
+
+
+def decode_flags(raw: Any) -> BroadcastFlags:
+    if not raw or not isinstance(raw, dict):
+        return _NO_FLAGS
+    timeout = raw.get("timeout")
+    compress = raw.get("compress")
+    return BroadcastFlags(
+        volatile=raw.get("volatile") is True,
+        compress=compress if isinstance(compress, bool) else None,
+        local=False,
+        timeout=float(timeout) if isinstance(timeout, (int, float)) and timeout > 0 else None,
+    )
+
+
+def encode_opts(opts: BroadcastOptions) -> dict[str, Any]:
+    return {"rooms": sorted(opts.rooms), "except": sorted(opts.except_), "flags": encode_flags(opts.flags)}
+
+
+def decode_opts(raw: Any) -> BroadcastOptions:
+    if not isinstance(raw, dict):
+        raise ValueError("broadcast options must be a map")
+    return BroadcastOptions(
+        rooms=_room_set(raw.get("rooms")), except_=_room_set(raw.get("except")), flags=decode_flags(raw.get("flags"))
+    )
+
+
+def _room_set(raw: Any) -> frozenset[Room]:
+    if raw is None:
+        return frozenset()
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(r, str) for r in raw):
+        raise ValueError("rooms must be a list of strings")
+    return frozenset(raw)
+
+
+def is_recoverable(packet: Packet, opts: BroadcastOptions) -> bool:
+    return packet.type == PacketType.EVENT and packet.id is None and not opts.flags.volatile
+
+
+def _new_id() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(slots=True)
+class _Request:
+    type: MessageType
+    missing: set[str]
+    responses: list[Any]
+    done: Callable[[list[Any], bool], None]  # (responses, complete)
+    timer: asyncio.TimerHandle | None = None
+
+
+class ClusterAdapter(InMemoryAdapter):
+    """Cluster operations as messages; subclass for a transport (see the module docstring)."""
+
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+
+    def __init__(self, nsp: NamespaceLike, uid: str) -> None:
+        super().__init__(nsp)
+        self.uid = uid
+        self._requests: dict[str, _Request] = {}
+        self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
+        self._closed = False
+        # own broadcasts are delivered locally when they come back through the transport
+        # (so in log order); these track the ones delivered early because it was down
+        self._seq = 0
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._awaiting_loopback: dict[int, tuple[Packet, BroadcastOptions]] = {}
+        self._delivered_early: set[int] = set()
+
+    def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        """call_later that close() cancels (no timer outlives the adapter)."""
+        handles = self._timers
+
+        def run() -> None:
+            handles.discard(handle)
+            fn(*args)
+
+        handle = asyncio.get_running_loop().call_later(delay, run)
+        handles.add(handle)
+
+    # transport hooks ---------------------------------------------------------------------
+    def do_publish(self, message: ClusterMessage) -> bool | None:
+        """Send to every server (this one too), in call order. Must not raise.
+
+        Returns False when the message was dropped (it will never come back)."""
+        raise NotImplementedError
+
+    async def other_server_ids(self) -> set[str]:
+        """Ids of the other live servers serving this namespace."""
+        raise NotImplementedError
+
+    def deliver_own_broadcast_now(self) -> bool:
+        """True when the transport cannot loop messages back now (local delivery must not wait)."""
+        return False
+
+    def _message(self, type_: MessageType, data: dict[str, Any] | None = None, **kw: Any) -> ClusterMessage:
+        return ClusterMessage(type_, self.uid, self.nsp.name, data or {}, **kw)
+
+    def publish_response(self, requester: str, type_: MessageType, data: dict[str, Any]) -> None:
+        self.do_publish(self._message(type_, data, target=requester))
+
+    # broadcast ---------------------------------------------------------------------------
+    @property
+    def _csr(self) -> bool:
+        return getattr(self.nsp, "recovery", None) is not None
+
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        if opts.flags.local:
+            self.broadcast_local(packet, opts)  # never leaves this process: no offset
+            return
+        self._seq += 1
+        seq = self._seq
+        data: dict[str, Any] = {"packet": packet.data, "flags": encode_flags(opts.flags), "s": seq}
+        now = self.deliver_own_broadcast_now()
+        if not now:
+            self._awaiting_loopback[seq] = (packet, opts)
+        sent = self.do_publish(
+            self._message(
+                MessageType.BROADCAST,
+                data,
+                rooms=tuple(sorted(opts.rooms)),
+                except_=tuple(sorted(opts.except_)),
+                recoverable=is_recoverable(packet, opts),
+            )
+        )
+        if sent is False:  # dropped: it will never come back, deliver locally now
+            self._awaiting_loopback.pop(seq, None)
+            self.broadcast_local(packet, opts)
+        elif now:
+            self._delivered_early.add(seq)
+            self.broadcast_local(packet, opts)
+
+    def deliver_pending_now(self) -> None:
+        """The transport went down: deliver our broadcasts still waiting for their loopback now,
+        in order and without offsets, so local clients keep getting them in emit order."""
+        while self._awaiting_loopback:
+            seq, (packet, opts) = next(iter(self._awaiting_loopback.items()))
+            del self._awaiting_loopback[seq]
+            self._delivered_early.add(seq)
+            self.broadcast_local(packet, opts)
+
+    def broadcast_with_ack(
+        self,
+        packet: Packet,
+        opts: BroadcastOptions,
+        client_count_callback: Callable[[int], None],
+        ack: Callable[[Any], None],
+    ) -> None:
+        if not opts.flags.local:
+            request_id = _new_id()
+            self._ack_requests[request_id] = (client_count_callback, ack)
+            self.do_publish(
+                self._message(
+                    MessageType.BROADCAST,
+                    {"packet": packet.data, "flags": encode_flags(opts.flags), "requestId": request_id},
+                    rooms=tuple(sorted(opts.rooms)),
+                    except_=tuple(sorted(opts.except_)),
+                )
+            )
+            # the caller times out on its own; forget the request a little after that
+            ttl = (opts.flags.timeout or self.request_timeout) + 1.0
+            self._later(ttl, self._ack_requests.pop, request_id, None)
+        super().broadcast_with_ack(packet, opts, client_count_callback, ack)
+
+    # socket operations -------------------------------------------------------------------
+    def add_sockets(self, opts: BroadcastOptions, rooms: list[Room]) -> None:
+        if not opts.flags.local:
+            self.do_publish(self._message(MessageType.SOCKETS_JOIN, {"opts": encode_opts(opts), "rooms": list(rooms)}))
+        super().add_sockets(opts, rooms)
+
+    def del_sockets(self, opts: BroadcastOptions, rooms: list[Room]) -> None:
+        if not opts.flags.local:
+            self.do_publish(self._message(MessageType.SOCKETS_LEAVE, {"opts": encode_opts(opts), "rooms": list(rooms)}))
+        super().del_sockets(opts, rooms)
+
+    def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
+        if not opts.flags.local:
+            self.do_publish(
+                self._message(MessageType.DISCONNECT_SOCKETS, {"opts": encode_opts(opts), "close": bool(close)})
+            )
+        super().disconnect_sockets(opts, close)
+
+    async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
+        local = self.local_sockets(opts)
+        if opts.flags.local:
+            return local
+        others = await self.other_server_ids()
+        if not others:
+            return local
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[list[Any], bool]] = loop.create_future()
+
+        def done(responses: list[Any], complete: bool) -> None:
+            if not future.done():
+                future.set_result((responses, complete))
+
+        request_id = self._start_request(MessageType.FETCH_SOCKETS, others, done, opts.flags.timeout)
+        self.do_publish(self._message(MessageType.FETCH_SOCKETS, {"opts": encode_opts(opts), "requestId": request_id}))
+        responses, complete = await future
+        if not complete:
+            missing = len(others) - self._answered(others, responses)
+            raise _timeout_error(f"fetch_sockets: {missing} of {len(others)} servers did not answer", [])
+        remote = [self.make_remote_socket(details) for details in responses]
+        return local + [r for r in remote if r is not None]
+
+    @staticmethod
+    def _answered(others: set[str], responses: list[Any]) -> int:
+        return len({r.get("_uid") for r in responses if isinstance(r, dict)})
+
+    def make_remote_socket(self, details: dict[str, Any]) -> Any:
+        """A `RemoteSocket` for a socket described by another server."""
+        try:
+            from siopg.server.remote_socket import RemoteSocket
+        except ImportError:  # pragma: no cover - server layer without RemoteSocket
+            return details
+        try:
+            details = {k: v for k, v in details.items() if k != "_uid"}
+            return RemoteSocket(self.nsp, details)
+        except Exception:
+            log.exception("bad socket description from another server: %r", details)
+            return None
+
+    def server_side_emit(self, args: list[Any], ack: Callable[[Any], None] | None = None) -> None:
+        if ack is None:
+            self.do_publish(self._message(MessageType.SERVER_SIDE_EMIT, {"packet": list(args)}))
+            return
+        task = asyncio.get_running_loop().create_task(self._server_side_emit_with_ack(list(args), ack))
+        self._tasks.add(task)  # keep a reference until done (asyncio holds tasks weakly)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _server_side_emit_with_ack(self, args: list[Any], ack: Callable[[Any], None]) -> None:
+        try:
+            others = await self.other_server_ids()
+        except Exception:
+            log.exception("server_side_emit: cannot list the other servers")
+            others = set()
+        if not others:
+            ack([])
+            return
+
+        def done(responses: list[Any], complete: bool) -> None:
+            values = [r["value"] for r in responses]
+            if complete:
+                ack(values)
+            else:
+                ack(_timeout_error(f"server_side_emit: {len(values)} of {len(others)} servers answered", values))
+
+        request_id = self._start_request(MessageType.SERVER_SIDE_EMIT, others, done, None)
+        self.do_publish(self._message(MessageType.SERVER_SIDE_EMIT, {"packet": args, "requestId": request_id}))
+
+    def _start_request(
+        self,
+        type_: MessageType,
+        others: set[str],
+        done: Callable[[list[Any], bool], None],
+        timeout: float | None,
+    ) -> str:
+        request_id = _new_id()
+        request = _Request(type_, set(others), [], done)
+        request.timer = asyncio.get_running_loop().call_later(
+            timeout or self.request_timeout, self._finish_request, request_id, False
+        )
+        self._requests[request_id] = request
+        return request_id
+
+    def _finish_request(self, request_id: str, complete: bool) -> None:
+        request = self._requests.pop(request_id, None)
+        if request is None:
+            return
+        if request.timer is not None:
+            request.timer.cancel()
+        try:
+            request.done(request.responses, complete)
+        except Exception:
+            log.exception("error in cluster request callback")
+
+    def forget_server(self, uid: str) -> None:
+        """`uid` is gone: stop waiting for its answers."""
+        for request_id, request in list(self._requests.items()):
+            if uid in request.missing:
+                request.missing.discard(uid)
+                if not request.missing:
+                    self._finish_request(request_id, True)
+
+    def keep_only_servers(self, alive: set[str]) -> None:
+        for request in list(self._requests.values()):
+            for uid in list(request.missing - alive):
+                self.forget_server(uid)
+
+    # receiving ---------------------------------------------------------------------------
+    def on_message(self, message: ClusterMessage, offset: str | None = None) -> None:
+        """Handle a message from the transport (including this server's own)."""
+        if message.nsp != self.nsp.name or self._closed:
+            return
+        own = message.uid == self.uid
+        try:
+            if message.type == MessageType.BROADCAST:
+                self._on_broadcast(message, offset, own)
+            elif own:
+                return
+            elif message.type in RESPONSE_TYPES:
+                if message.target == self.uid:
+                    self._on_response(message)
+            else:
+                self._on_request(message)
+        except Exception as exc:  # malformed input from the transport must not stop it
+            log.warning(
+                "ignored malformed cluster message type=%s from %s: %s", int(message.type), message.uid, exc
+            )
+
+    def _on_broadcast(self, message: ClusterMessage, offset: str | None, own: bool) -> None:
+        data = message.data
+        args = data.get("packet")
+        if not isinstance(args, list) or not args:
+            raise ValueError("broadcast packet data must be a non-empty list")
+        flags = decode_flags(data.get("flags"))
+        opts = BroadcastOptions(frozenset(message.rooms), frozenset(message.except_), flags)
+        request_id = data.get("requestId")
+        if request_id is not None:
+            if own:
+                return  # our local part was delivered at once
+            requester = message.uid
+            rid = str(request_id)
+
+            def on_count(count: int) -> None:
+                self.publish_response(requester, MessageType.BROADCAST_CLIENT_COUNT, {"requestId": rid, "clientCount": count})
+
+            def on_ack(response: Any) -> None:
+                self.publish_response(requester, MessageType.BROADCAST_ACK, {"requestId": rid, "packet": response})
+
+            InMemoryAdapter.broadcast_with_ack(self, Packet(PacketType.EVENT, self.nsp.name, list(args)), opts, on_count, on_ack)
+            forget = getattr(self.nsp, "_forget_broadcast_acks", None)
+            if forget is not None:  # the requester times out on its own: drop our ack slots then
+                ttl = (flags.timeout or self.request_timeout) + 1.0
+                self._later(ttl, forget, on_ack)
+            return
+        if own:
+            seq = data.get("s")
+            if seq in self._delivered_early:
+                self._delivered_early.discard(seq)
+                return  # already delivered locally while the transport was down
+            self._awaiting_loopback.pop(seq, None)
+        recipients = self.local_recipients(opts)
+        if not recipients:
+            return  # nobody here: skip encoding
+        packet_data = list(args)
+        if message.recoverable and offset is not None and self._csr:
+            packet_data.append(offset)
+        self.nsp.deliver(Packet(PacketType.EVENT, self.nsp.name, packet_data), recipients, opts.flags)
+
+    def _on_request(self, message: ClusterMessage) -> None:
+        data = message.data
+        t = message.type
+        if t == MessageType.SOCKETS_JOIN:
+            InMemoryAdapter.add_sockets(self, decode_opts(data.get("opts")), _room_list(data.get("rooms")))
+        elif t == MessageType.SOCKETS_LEAVE:
+            InMemoryAdapter.del_sockets(self, decode_opts(data.get("opts")), _room_list(data.get("rooms")))
+        elif t == MessageType.DISCONNECT_SOCKETS:
+            InMemoryAdapter.disconnect_sockets(self, decode_opts(data.get("opts")), data.get("close") is True)
+        elif t == MessageType.FETCH_SOCKETS:
+            opts = decode_opts(data.get("opts"))
+            sockets = [describe_socket(s) for s in self.local_sockets(opts)]
+            self.publish_response(
+                message.uid, MessageType.FETCH_SOCKETS_RESPONSE, {"requestId": str(data["requestId"]), "sockets": sockets}
+            )
+        elif t == MessageType.SERVER_SIDE_EMIT:
+            args = data.get("packet")
+            if not isinstance(args, list) or not args:
+                raise ValueError("server-side emit needs an event name")
+            request_id = data.get("requestId")
+            if request_id is None:
+                self.nsp.on_server_side_emit(args, None)
+                return
+            requester, rid = message.uid, str(request_id)
+            answered = False
+
+            def reply(value: Any = None, *more: Any) -> None:
+                nonlocal answered
+                if answered:
+                    return
+                answered = True
+                self.publish_response(
+                    requester, MessageType.SERVER_SIDE_EMIT_RESPONSE, {"requestId": rid, "value": value}
+                )
+
+            self.nsp.on_server_side_emit(args, reply)
+        elif t == MessageType.ADAPTER_CLOSE:
+            self.forget_server(message.uid)
+        elif t in (MessageType.HEARTBEAT, MessageType.INITIAL_HEARTBEAT):
+            pass
+        else:
+            raise ValueError("unknown message type")
+
+    def _on_response(self, message: ClusterMessage) -> None:
+        data = message.data
+        request_id = str(data.get("requestId"))
+        t = message.type
+        if t == MessageType.BROADCAST_CLIENT_COUNT:
+            entry = self._ack_requests.get(request_id)
+            count = data.get("clientCount")
+            if entry is not None and isinstance(count, int) and count >= 0:
+                entry[0](count)
+        elif t == MessageType.BROADCAST_ACK:
+            entry = self._ack_requests.get(request_id)
+            if entry is not None:
+                entry[1](data.get("packet"))
+        else:
+            request = self._requests.get(request_id)
+            if request is None or message.uid not in request.missing:
+                return  # unknown, finished, or a second answer from the same server
+            request.missing.discard(message.uid)
+            if t == MessageType.FETCH_SOCKETS_RESPONSE:
+                for details in data.get("sockets") or ():
+                    if isinstance(details, dict) and isinstance(details.get("id"), str):
+                        details["_uid"] = message.uid
+                        request.responses.append(details)
+            else:
+                request.responses.append({"value": data.get("value"), "_uid": message.uid})
+            if not request.missing:
+                self._finish_request(request_id, True)
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self.do_publish(self._message(MessageType.ADAPTER_CLOSE))
+        self._closed = True
+        for request_id in list(self._requests):
+            self._finish_request(request_id, False)
+        self._ack_requests.clear()
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await super().close()
+
+
+def _timeout_error(message: str, responses: list[Any]) -> BaseException:
+    try:
+        from siopg.server.errors import AckTimeoutError
+    except ImportError:  # pragma: no cover
+        return TimeoutError(message)
+    return AckTimeoutError(message, responses)
+
+
+def _room_list(raw: Any) -> list[Room]:
+    if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
+        raise ValueError("rooms must be a list of strings")
+    return raw
+
+
+def describe_socket(socket: Any) -> dict[str, Any]:
+    """What another server learns of a local socket (socket.io's RemoteSocket details)."""
+    if hasattr(socket, "describe"):
+        return socket.describe()
+    hs = socket.handshake
+    handshake = {
+        name: getattr(hs, name)
+        for name in ("headers", "time", "address", "xdomain", "secure", "issued", "url", "query", "auth")
+        if hasattr(hs, name)
+    }
+    return {"id": socket.id, "handshake": handshake, "rooms": sorted(socket.rooms), "data": socket.data}

@@ -1,0 +1,17 @@
+"""PostgreSQL cluster adapter: LISTEN/NOTIFY plus a packet table that is the CSR log."""
+
+from siopg.adapter.postgres.adapter import PostgresAdapter, PostgresNamespaceAdapter
+from siopg.adapter.postgres.migrations import SchemaError, check_schema, migrate
+from siopg.adapter.postgres.publisher import PublishBufferFull
+
+from siopg.emitter import Emitter  # noqa: E402  (after the adapter: it reuses its codec)
+
+__all__ = [
+    "Emitter",
+    "PostgresAdapter",
+    "PostgresNamespaceAdapter",
+    "PublishBufferFull",
+    "SchemaError",
+    "check_schema",
+    "migrate",
+]

@@ -1,0 +1,179 @@
+"""Schema migrations: plain versioned SQL files applied once, in order, under an advisory lock.
+
+Files live in the project's `migrations/` folder, named `NNNN_description.sql`. They are
+written against the placeholders `@schema@` (quoted identifier) and `@schema_literal@`
+(quoted string), so the whole schema can live under any name (default "siopg") beside the
+user's own tables. Applied versions are recorded in `<schema>.schema_version`.
+
+    siopg migrate --database-url postgres://... [--schema siopg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import asyncpg
+
+DEFAULT_SCHEMA = "siopg"
+_LOCK_CLASS = 1936289640  # advisory lock namespace for migrations (the log uses ...639)
+_FILE_RE = re.compile(r"^(\d+)_[\w.-]+\.sql$")
+
+
+class SchemaError(RuntimeError):
+    """The database schema is missing or older than this siopg needs."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def quote_ident(name: str) -> str:
+    """A safely quoted SQL identifier (any string, including quotes, is allowed)."""
+    if not name or "\x00" in name:
+        raise ValueError("an SQL identifier must be a non-empty string without NUL")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def validate_schema(schema: str) -> str:
+    """Check a schema name; the NOTIFY channel `siopg#<schema>` must fit in 63 bytes."""
+    if not isinstance(schema, str) or not schema or "\x00" in schema:
+        raise ValueError("schema must be a non-empty string without NUL")
+    if len(schema.encode()) > 57:
+        raise ValueError("schema name too long (at most 57 bytes)")
+    return schema
+
+
+def channel_name(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of a schema (the schema already isolates a cluster)."""
+    return "siopg#" + schema
+
+
+def quote_literal(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL is not allowed in SQL strings")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def migrations_dir() -> Path:
+    """Where the SQL files are: the source tree's `migrations/`, or a copy inside the package."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[3] / "migrations", here.parent / "sql"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("siopg migrations folder not found")
+
+
+def load_migrations(folder: Path | None = None) -> list[Migration]:
+    folder = folder or migrations_dir()
+    found: list[Migration] = []
+    for path in sorted(folder.iterdir()):
+        match = _FILE_RE.match(path.name)
+        if match:
+            found.append(Migration(int(match.group(1)), path.name, path.read_text("utf-8")))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"duplicate migration versions in {folder}")
+    return sorted(found, key=lambda m: m.version)
+
+
+def render(sql: str, schema: str) -> str:
+    return sql.replace("@schema_literal@", quote_literal(schema)).replace("@schema@", quote_ident(schema))
+
+
+def latest_version() -> int:
+    migrations = load_migrations()
+    return migrations[-1].version if migrations else 0
+
+
+async def _applied_versions(conn: asyncpg.Connection, schema: str) -> set[int]:
+    exists = await conn.fetchval(
+        "SELECT to_regclass(format('%I.schema_version', $1::text)) IS NOT NULL", schema
+    )
+    if not exists:
+        return set()
+    rows = await conn.fetch(f"SELECT version FROM {quote_ident(schema)}.schema_version")
+    return {r["version"] for r in rows}
+
+
+async def migrate(target: "asyncpg.Connection | str", schema: str = DEFAULT_SCHEMA) -> list[int]:
+    """Apply every pending migration in one transaction; returns the versions applied.
+
+    `target` is a connection or a DSN. Concurrent callers (several workers starting at once)
+    serialise on an advisory lock, so each file runs exactly once.
+    """
+    if isinstance(target, str):
+        return await migrate_dsn(target, schema)
+    conn = target
+    q = quote_ident(validate_schema(schema))
+    applied_now: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, schema)
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {q}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {q}.schema_version ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = await _applied_versions(conn, schema)
+        for m in load_migrations():
+            if m.version in done:
+                continue
+            await conn.execute(render(m.sql, schema))
+            await conn.execute(
+                f"INSERT INTO {q}.schema_version (version, name) VALUES ($1, $2)", m.version, m.name
+            )
+            applied_now.append(m.version)
+    return applied_now
+
+
+async def migrate_dsn(dsn: str, schema: str = DEFAULT_SCHEMA) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await migrate(conn, schema)
+    finally:
+        await conn.close()
+
+
+async def check_schema(conn: asyncpg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
+    """Raise SchemaError naming the command to run when the schema is missing or behind."""
+    done = await _applied_versions(conn, schema)
+    missing = [m.version for m in load_migrations() if m.version not in done]
+    if missing:
+        current = max(done) if done else 0
+        flag = "" if schema == DEFAULT_SCHEMA else f" --schema {schema}"
+        raise SchemaError(
+            f"siopg: the database schema {schema!r} is at version {current}, this siopg needs "
+            f"version {latest_version()} (missing {missing}). Run: "
+            f"siopg migrate --database-url <your database URL>{flag}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`siopg migrate --database-url URL [--schema NAME]`."""
+    parser = argparse.ArgumentParser(prog="siopg migrate", description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True, help="PostgreSQL DSN (postgres://...)")
+    parser.add_argument("--schema", default=DEFAULT_SCHEMA, help="schema holding siopg's tables")
+    args = parser.parse_args(argv)
+    try:
+        applied = asyncio.run(migrate_dsn(args.database_url, args.schema))
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"siopg migrate: {exc}", file=sys.stderr)
+        return 1
+    if applied:
+        print(f"siopg migrate: applied {', '.join(map(str, applied))} to schema {args.schema!r}")
+    else:
+        print(f"siopg migrate: schema {args.schema!r} is up to date (version {latest_version()})")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""SQL for sessions, nodes and pruning (the parts of the schema beside the log)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from siopg.adapter.postgres.codec import SELECT_COLUMNS
+
+_PRUNE_LOCK = 1936289641
+
+
+@dataclass(slots=True)
+class PruneResult:
+    packets: int = 0
+    sessions: int = 0
+    nodes: int = 0
+    skipped: bool = False
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool, schema: str, schema_q: str) -> None:
+        self.pool = pool
+        self.schema = schema
+        q = schema_q
+        self.q = q
+        upsert = (
+            " ON CONFLICT (pid) DO UPDATE SET sid = excluded.sid, nsp = excluded.nsp, rooms = excluded.rooms,"
+            " data = excluded.data, \"offset\" = excluded.\"offset\", owner = excluded.owner,"
+            " expires_at = excluded.expires_at"
+            # never overwrite the live session another server now holds (a stale socket
+            # noticing its disconnect late, after the client recovered elsewhere)
+            " WHERE sessions.expires_at IS NOT NULL OR sessions.owner IS NOT DISTINCT FROM excluded.owner"
+        )
+        self._persist_sql = (
+            f"INSERT INTO {q}.sessions (pid, sid, nsp, rooms, data, \"offset\", owner, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))" + upsert
+        )
+        self._snapshot_sql = (
+            f"INSERT INTO {q}.sessions (pid, sid, nsp, rooms, data, \"offset\", owner, expires_at)"
+            " SELECT t.pid, t.sid, t.nsp, ARRAY(SELECT jsonb_array_elements_text(t.rooms::jsonb)), t.data,"
+            " t.off, $7, NULL FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])"
+            " AS t(pid, sid, nsp, rooms, data, off)" + upsert
+        )
+        self._forget_sql = (
+            f"DELETE FROM {q}.sessions WHERE pid = ANY($1::text[]) AND expires_at IS NULL AND owner = $2"
+        )
+        self._take_session_sql = (
+            f"DELETE FROM {q}.sessions s WHERE pid = $1 AND nsp = $2"
+            " RETURNING sid, rooms, data, \"offset\", (expires_at > now() OR (expires_at IS NULL AND EXISTS ("
+            f"  SELECT 1 FROM {q}.nodes n WHERE n.uid = s.owner"
+            "   AND n.last_seen > now() - make_interval(secs => $3)))) AS valid"
+        )
+        self._pruned_sql = f"SELECT pruned_through FROM {q}.log_state"
+        self._offset_ok_sql = f"SELECT EXISTS (SELECT 1 FROM {q}.packets WHERE id = $1 AND nsp = $2 AND recoverable)"
+        self._missed_sql = (
+            f"SELECT {SELECT_COLUMNS} FROM {q}.packets"
+            " WHERE nsp = $1 AND recoverable AND id > $2 AND id <= $3"
+            " AND (cardinality(rooms) = 0 OR rooms && $4::text[]) AND NOT (except_rooms && $4::text[])"
+            " ORDER BY id"
+        )
+        self._heartbeat_sql = (
+            f"INSERT INTO {q}.nodes (uid, nsp) SELECT $1, unnest($2::text[])"
+            " ON CONFLICT (uid, nsp) DO UPDATE SET last_seen = now()"
+        )
+        self._alive_sql = (
+            f"SELECT uid, nsp FROM {q}.nodes WHERE last_seen > now() - make_interval(secs => $1)"
+        )
+        self._count_sql = (
+            f"SELECT count(DISTINCT uid) FROM {q}.nodes"
+            " WHERE nsp = $1 AND last_seen > now() - make_interval(secs => $2)"
+        )
+        self._leave_sql = f"DELETE FROM {q}.nodes WHERE uid = $1 AND nsp = ANY($2::text[])"
+
+    # sessions ----------------------------------------------------------------------------
+    async def persist(self, pid: str, sid: str, nsp: str, rooms: list[str], data: bytes, offset: int | None,
+                      owner: str, ttl: float) -> None:
+        await self.pool.execute(self._persist_sql, pid, sid, nsp, rooms, data, offset, owner, ttl)
+
+    async def snapshot(self, rows: list[tuple[str, str, str, str, bytes, int | None]], forget: list[str],
+                       owner: str) -> None:
+        """Write live sessions (pid, sid, nsp, rooms as JSON, data, offset); drop `forget` ones.
+
+        One transaction, forget first: a pid both forgotten and re-snapshotted (a socket that
+        left and was restored here) ends up present.
+        """
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                if forget:
+                    await conn.execute(self._forget_sql, forget, owner)
+                if rows:
+                    cols = list(zip(*rows))
+                    await conn.execute(self._snapshot_sql, *cols, owner)
+
+    async def take_session(self, conn: asyncpg.Connection, pid: str, nsp: str, window: float) -> Any:
+        """Remove and return the session (one restore per persist: no double replay)."""
+        return await conn.fetchrow(self._take_session_sql, pid, nsp, window)
+
+    async def pruned_through(self, conn: asyncpg.Connection) -> int:
+        return await conn.fetchval(self._pruned_sql)
+
+    async def offset_exists(self, conn: asyncpg.Connection, offset: int, nsp: str) -> bool:
+        return await conn.fetchval(self._offset_ok_sql, offset, nsp)
+
+    async def missed(self, conn: Any, nsp: str, after: int, upto: int, rooms: list[str]) -> list[Any]:
+        if upto <= after:
+            return []
+        return await conn.fetch(self._missed_sql, nsp, after, upto, rooms)
+
+    # nodes -------------------------------------------------------------------------------
+    async def heartbeat(self, uid: str, namespaces: list[str]) -> None:
+        if namespaces:
+            await self.pool.execute(self._heartbeat_sql, uid, namespaces)
+
+    async def leave(self, uid: str, namespaces: list[str]) -> None:
+        await self.pool.execute(self._leave_sql, uid, namespaces)
+
+    async def alive(self, timeout: float) -> dict[str, set[str]]:
+        """nsp -> ids of servers seen within `timeout` seconds."""
+        out: dict[str, set[str]] = {}
+        for row in await self.pool.fetch(self._alive_sql, timeout):
+            out.setdefault(row["nsp"], set()).add(row["uid"])
+        return out
+
+    async def server_count(self, nsp: str, timeout: float) -> int:
+        return await self.pool.fetchval(self._count_sql, nsp, timeout)
+
+    # pruning -----------------------------------------------------------------------------
+    async def prune(self, retention: float, node_ttl: float, batch: int = 5000, rounds: int = 10) -> PruneResult:
+        """Delete expired packets, sessions and dead nodes, at most `batch * rounds` rows each.
+
+        Packets are scanned from the oldest id with a LIMIT, so the cost is bounded even with
+        nothing to delete; one process at a time prunes (try-lock, others skip).
+        """
+        q = self.q
+        result = PruneResult()
+        async with self.pool.acquire() as conn:
+            async with conn.transaction():
+                got = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _PRUNE_LOCK, self.schema)
+                if not got:
+                    result.skipped = True
+                    return result
+                for _ in range(rounds):
+                    row = await conn.fetchrow(
+                        f"WITH d AS (DELETE FROM {q}.packets WHERE id IN ("
+                        f" SELECT id FROM (SELECT id, created_at FROM {q}.packets ORDER BY id LIMIT $1) s"
+                        "  WHERE created_at < now() - make_interval(secs => $2)) RETURNING id)"
+                        " SELECT count(*) AS n, max(id) AS last FROM d",
+                        batch, retention,
+                    )
+                    if row["n"]:
+                        result.packets += row["n"]
+                        await conn.execute(
+                            f"UPDATE {q}.log_state SET pruned_through = greatest(pruned_through, $1)", row["last"]
+                        )
+                    if row["n"] < batch:
+                        break
+                for _ in range(rounds):
+                    n = await conn.fetchval(
+                        f"WITH d AS (DELETE FROM {q}.sessions WHERE pid IN ("
+                        f" SELECT pid FROM {q}.sessions WHERE expires_at < now() ORDER BY expires_at LIMIT $1)"
+                        " RETURNING 1) SELECT count(*) FROM d",
+                        batch,
+                    )
+                    result.sessions += n
+                    if n < batch:
+                        break
+                # live sessions of servers dead for longer than the window
+                result.sessions += await conn.fetchval(
+                    f"WITH d AS (DELETE FROM {q}.sessions WHERE pid IN ("
+                    f" SELECT pid FROM {q}.sessions s WHERE expires_at IS NULL AND NOT EXISTS ("
+                    f"  SELECT 1 FROM {q}.nodes n WHERE n.uid = s.owner"
+                    "   AND n.last_seen > now() - make_interval(secs => $2)) LIMIT $1)"
+                    " RETURNING 1) SELECT count(*) FROM d",
+                    batch, retention,
+                )
+                result.nodes = await conn.fetchval(
+                    f"WITH d AS (DELETE FROM {q}.nodes WHERE last_seen < now() - make_interval(secs => $1)"
+                    " RETURNING 1) SELECT count(*) FROM d",
+                    node_ttl,
+                )
+        return result

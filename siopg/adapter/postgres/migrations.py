@@ -64,12 +64,12 @@ def quote_literal(value: str) -> str:
 
 
 def migrations_dir() -> Path:
-    """Where the SQL files are: the source tree's `migrations/`, or a copy inside the package."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[3] / "migrations", here.parent / "sql"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("siopg migrations folder not found")
+    """Where the SQL files are: inside the package (the repository's `migrations/` links here),
+    so a wheel install carries them."""
+    folder = Path(__file__).resolve().parent / "sql"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"siopg migrations folder not found at {folder}")
+    return folder
 
 
 def load_migrations(folder: Path | None = None) -> list[Migration]:

@@ -170,6 +170,8 @@ async def test_a_row_postgres_rejects_is_dropped_alone(pg_dsn: str, schema: str)
             pub.submit(row)
         await got.wait_count(3)
         assert [i for _, i in got.rows] == [1, 2, 3]
+        # the reader may see row 3 before the publisher resumes after its COMMIT: wait for it
+        assert await pub.flush(5)
         assert pub.dropped == 1 and pub.pending == 0
         assert len(got.errors) == 1 and isinstance(got.errors[0], _asyncpg.DataError)
     finally:

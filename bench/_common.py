@@ -1,0 +1,301 @@
+"""Process plumbing shared by bench/fanout.py and bench/connections.py.
+
+Starts servers and Node load clients pinned to CPUs, talks to the load clients
+through JSON lines, reads CPU time and RSS from /proc, and guarantees that every
+child process group it started is gone when the harness exits, even on error.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVERS = ("siopg", "node")
+
+_children: list[subprocess.Popen[bytes]] = []
+LOG_DIR = Path(tempfile.mkdtemp(prefix="siopg-bench-"))
+
+
+def _kill_group(p: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """Stop one child and its process group (each child runs in its own session)."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(p.pid, signal.SIGKILL)  # stragglers in the group, if any
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(1)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def kill_all() -> None:
+    while _children:
+        _kill_group(_children.pop())
+
+
+def stop(p: subprocess.Popen[bytes]) -> None:
+    if p in _children:
+        _children.remove(p)
+    _kill_group(p)
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    kill_all()
+    sys.exit(128 + signum)
+
+
+atexit.register(kill_all)
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGHUP, _on_signal)
+
+
+def raise_nofile(want: int) -> int:
+    """Raise the soft open-files limit (inherited by children); returns the new value."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; log: {LOG_DIR}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not listen on {port} within {timeout}s")
+
+
+def server_cmd(kind: str, port: int, app: str) -> list[str]:
+    """Command line for one server; app is the file stem in bench/apps (e.g. 'fanout')."""
+    if kind == "node":
+        return ["node", str(BENCH / "apps" / f"node_{app}.mjs"), str(port)]
+    if kind == "siopg":
+        target = f"{BENCH / 'apps' / f'siopg_{app}.py'}:io"
+        return [sys.executable, "-m", "siopg", "serve", target, "--port", str(port), "--log-level", "warning"]
+    raise ValueError(f"unknown server {kind!r}")
+
+
+def spawn(cmd: list[str], cpu: str | None, name: str, *, pipes: bool = False) -> subprocess.Popen[bytes]:
+    """Start a child in its own session, optionally pinned with taskset; stderr goes to a log file."""
+    if cpu is not None:
+        cmd = ["taskset", "-c", cpu, *cmd]
+    err = open(LOG_DIR / f"{name}.log", "ab")
+    p = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+        stdout=subprocess.PIPE if pipes else err,
+        stderr=err,
+        start_new_session=True,
+    )
+    err.close()
+    _children.append(p)
+    return p
+
+
+def start_server(kind: str, app: str, cpu: str | None) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    p = spawn(server_cmd(kind, port, app), cpu, f"server-{kind}-{port}")
+    wait_port(port, p)
+    return p, port
+
+
+def _descendants(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [pid], [pid]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its live descendants, in seconds."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / CLK_TCK
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process and its live descendants, in KiB."""
+    total = 0
+    for p in _descendants(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
+
+
+class LoadClients:
+    """A set of Node load-client processes (bench/load_client.mjs) and their JSON-line events."""
+
+    def __init__(self, url: str, counts: Iterable[int], mode: str, cpu: str | None, **extra: Any) -> None:
+        self.events: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.counts = list(counts)
+        for i, n in enumerate(self.counts):
+            cfg = {"url": url, "clients": n, "proc": i, "mode": mode, **extra}
+            p = spawn(["node", str(BENCH / "load_client.mjs"), json.dumps(cfg)], cpu, f"load-{i}", pipes=True)
+            self.procs.append(p)
+            threading.Thread(target=self._reader, args=(i, p), daemon=True).start()
+
+    def _reader(self, i: int, p: subprocess.Popen[bytes]) -> None:
+        assert p.stdout is not None
+        for line in p.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("type") == "log":
+                print(f"    [load {i}] {msg.get('msg')}", file=sys.stderr)
+                continue
+            self.events.put((i, msg))
+        self.events.put((i, {"type": "eof"}))
+
+    def send(self, i: int, cmd: dict[str, Any]) -> None:
+        p = self.procs[i]
+        if p.poll() is None and p.stdin is not None:
+            try:
+                p.stdin.write((json.dumps(cmd) + "\n").encode())
+                p.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+
+    def collect(self, kind: str, timeout: float) -> dict[int, dict[str, Any]]:
+        """Wait for one message of `kind` from every process (or until timeout / eof)."""
+        got: dict[int, dict[str, Any]] = {}
+        dead: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(got) + len(dead - got.keys()) < len(self.procs):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                i, msg = self.events.get(timeout=left)
+            except queue.Empty:
+                break
+            if msg.get("type") == kind:
+                got[i] = msg
+            elif msg.get("type") == "eof":
+                dead.add(i)
+        return got
+
+    def close(self) -> None:
+        for i in range(len(self.procs)):
+            self.send(i, {"cmd": "exit"})
+        for p in self.procs:
+            try:
+                p.wait(3)
+            except subprocess.TimeoutExpired:
+                pass
+            stop(p)
+
+
+def start_profiler(kind: str, pid: int, out_dir: str | None, label: str, cpu: str | None,
+                   native: bool = False) -> subprocess.Popen[bytes] | None:
+    """py-spy on a siopg server (collapsed stacks, for bench/profile_summary.py); None if off."""
+    if not out_dir or kind != "siopg":
+        return None
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir).resolve() / f"siopg-{label}-{time.strftime('%H%M%S')}.txt"
+    spy = str(Path(sys.executable).parent / "py-spy")
+    cmd = [spy, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "250", "-F"]
+    cmd.append("--native" if native else "--nonblocking")  # native stacks need to pause the target
+    p = spawn(cmd, cpu, "py-spy")
+    time.sleep(1.0)  # let it attach
+    print(f"    profiling {kind} into {out}", file=sys.stderr)
+    return p
+
+
+def stop_profiler(p: subprocess.Popen[bytes]) -> None:
+    """SIGINT makes py-spy write its output before exiting."""
+    try:
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    stop(p)
+
+
+def loadavg() -> str:
+    """1-minute load average: other work on this machine skews every number, so show it."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+def split(total: int, parts: int) -> list[int]:
+    parts = max(1, min(parts, total))
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def median(xs: list[float]) -> float:
+    s = sorted(xs)
+    if not s:
+        return float("nan")
+    m = len(s) // 2
+    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
+
+
+def ratio(a: float, b: float) -> str:
+    if not b or b != b or a != a:
+        return "-"
+    return f"{a / b:.2f}x"

@@ -84,18 +84,22 @@ series("Supervisor", [(f"sum(siopg_supervisor_workers_ready{{{SEL}}})", "workers
                       (f"sum(rate(siopg_supervisor_connections_accepted_total{{{SEL}}}[{R}]))", "TCP connections accepted /s"),
                       (f"sum(rate(siopg_supervisor_requests_refused_total{{{SEL}}}[{R}]))", "requests refused /s")], 12, 14,
        desc="Only with `siopg serve --workers N`, whose supervisor serves /metrics.")
-row("Traffic", 22)
+series("Engine connections by transport", [(f"sum by (transport) (siopg_engine_connections_by_transport{{{SEL}}})", "{{transport}}")], 0, 22, stack=True,
+       desc="Open Engine.IO connections by their current transport: many long-lived polling ones usually mean WebSocket is blocked on the way.")
+series("Rooms by namespace", [(f"sum by (namespace) (siopg_rooms{{{SEL}}})", "{{namespace}}")], 12, 22, stack=True,
+       desc="Rooms made by the application (each socket's own room left out), summed over workers: a room joined on several workers counts once per worker.")
+row("Traffic", 30)
 series("Packets /s", [(f"sum(rate(siopg_packets_received_total{{{SEL}}}[{R}]))", "received"),
-                      (f"sum(rate(siopg_packets_sent_total{{{SEL}}}[{R}]))", "sent")], 0, 23, unit="ops",
+                      (f"sum(rate(siopg_packets_sent_total{{{SEL}}}[{R}]))", "sent")], 0, 31, unit="ops",
        desc="Received: EVENT packets from clients. Sent: packets queued to client connections (a broadcast counts once per recipient).")
-series("Broadcasts /s", [(f"sum(rate(siopg_broadcasts_total{{{SEL}}}[{R}]))", "broadcasts")], 12, 23, unit="ops",
+series("Broadcasts /s", [(f"sum(rate(siopg_broadcasts_total{{{SEL}}}[{R}]))", "broadcasts")], 12, 31, unit="ops",
        desc="Broadcast emits, each counted once whatever the number of recipients.")
-series("Fan-out: packets sent per packet received", [(f"sum(rate(siopg_packets_sent_total{{{SEL}}}[{R}])) / sum(rate(siopg_packets_received_total{{{SEL}}}[{R}]))", "sent per received")], 0, 31,
+series("Fan-out: packets sent per packet received", [(f"sum(rate(siopg_packets_sent_total{{{SEL}}}[{R}])) / sum(rate(siopg_packets_received_total{{{SEL}}}[{R}]))", "sent per received")], 0, 39,
        desc="Fan-out: packets sent for each packet received.")
-row("Connection state recovery", 39)
+row("Connection state recovery", 47)
 series("Recovery /s", [(f"sum(rate(siopg_recoveries_attempted_total{{{SEL}}}[{R}]))", "attempted"),
-                       (f"sum(rate(siopg_recoveries_succeeded_total{{{SEL}}}[{R}]))", "succeeded")], 0, 40, unit="ops")
-series("Sessions persisted /s", [(f"sum(rate(siopg_sessions_persisted_total{{{SEL}}}[{R}]))", "persisted")], 12, 40, unit="ops",
+                       (f"sum(rate(siopg_recoveries_succeeded_total{{{SEL}}}[{R}]))", "succeeded")], 0, 48, unit="ops")
+series("Sessions persisted /s", [(f"sum(rate(siopg_sessions_persisted_total{{{SEL}}}[{R}]))", "persisted")], 12, 48, unit="ops",
        desc="Sessions kept on disconnect for connection state recovery.")
 for p in panels:  # the fan-out panel sits alone on its row
     if p["title"].startswith("Fan-out"):

@@ -47,8 +47,18 @@ def load_target(target: str) -> Any:
     return obj
 
 
-async def serve(io: Any, host: str, port: int, app: Any = None) -> None:
-    """Run until SIGINT/SIGTERM, then close the server gracefully."""
+async def serve(
+    io: Any,
+    host: str,
+    port: int,
+    app: Any = None,
+    dashboard: bool = False,
+    dashboard_auth: tuple[str, str] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, then close the server gracefully.
+
+    `dashboard` also serves siopg.dashboard at /dashboard (basic auth with `dashboard_auth`).
+    """
     from aiohttp import web
 
     from siopg.server.server import Server
@@ -56,16 +66,19 @@ async def serve(io: Any, host: str, port: int, app: Any = None) -> None:
     if app is None:
         if isinstance(io, Server):
             app = io.aiohttp_app(metrics=True)
+            if dashboard:
+                from siopg.dashboard import setup as setup_dashboard
+
+                setup_dashboard(io, app, auth=dashboard_auth)
         else:  # an aiohttp app with a Server attached: its shutdown hook closes the server
+            if dashboard:
+                raise SystemExit("siopg: --dashboard needs APP to be a siopg.Server (or a factory returning one)")
             app, io = io, None
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    bound = port
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        bound = server.sockets[0].getsockname()[1]
+    bound = runner.addresses[0][1] if runner.addresses else port  # the real one when port was 0
     print(f"siopg: serving on http://{host}:{bound}{io.path if io is not None else '/'}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,11 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if supervisor is not None:
         supervisor.add_common_arguments(serve_p)  # app, --host, --port, --log-level (SIOPG_* env)
         supervisor.add_arguments(serve_p)  # --workers, --database-url, ...
+        supervisor.add_dashboard_arguments(serve_p)  # --dashboard, --dashboard-auth
     else:  # pragma: no cover
         serve_p.add_argument("app")
         serve_p.add_argument("--host", default="127.0.0.1")
         serve_p.add_argument("--port", type=int, default=3000)
         serve_p.add_argument("--log-level", default="info")
+        serve_p.add_argument("--dashboard", action="store_true")
+        serve_p.add_argument("--dashboard-auth", metavar="USER:PASSWORD")
     serve_p.description = (
         "APP is module:attr or path/to/app.py:attr (attr defaults to io): a siopg.Server, an aiohttp "
         "Application with one attached, or a callable returning either."
@@ -135,6 +151,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "reload":
         return int(supervisor.reload_from_args(args) or 0)
+    dashboard_auth = None
+    if args.dashboard_auth:
+        from siopg.dashboard.auth import parse_credentials
+
+        try:
+            dashboard_auth = parse_credentials(args.dashboard_auth)
+        except ValueError as exc:
+            parser.error(f"--dashboard-auth: {exc}")
     if supervisor is not None and (
         getattr(args, "workers", 1) > 1 or getattr(args, "database_url", None) or getattr(args, "check", False)
     ):
@@ -144,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     io = load_target(args.app)
-    _run(serve(io, args.host, args.port))
+    _run(serve(io, args.host, args.port, dashboard=args.dashboard, dashboard_auth=dashboard_auth))
     return 0
 
 

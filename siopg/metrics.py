@@ -1,9 +1,11 @@
 """Prometheus metrics, kept off the hot path.
 
 The server bumps plain integer attributes of `Metrics` (one add per packet, or per broadcast
-with the recipient count: never a call per recipient); gauges such as connected sockets are
-read from the live objects only when Prometheus scrapes. A custom collector turns them into
-samples, in a registry of the server's own (several servers in one process never clash).
+with the recipient count: never a call per recipient); gauges (open connections by transport,
+sockets and application rooms per namespace) are read from the live objects, through the
+server's public `open_connections()` and `namespaces`, only when Prometheus scrapes. A custom
+collector turns them into samples, in a registry of the server's own (several servers in one
+process never clash).
 """
 
 from __future__ import annotations
@@ -66,15 +68,42 @@ class _Collector:
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)
             yield family
+        by_transport = server.open_connections()
         open_conns = GaugeMetricFamily("siopg_engine_connections_open", "Open Engine.IO connections")
-        open_conns.add_metric([], len(server._clients))
+        open_conns.add_metric([], sum(by_transport.values()))
         yield open_conns
+        transports = GaugeMetricFamily(
+            "siopg_engine_connections_by_transport",
+            "Open Engine.IO connections by current transport",
+            labels=["transport"],
+        )
+        for transport, count in sorted(by_transport.items()):
+            transports.add_metric([transport], count)
+        yield transports
         sockets = GaugeMetricFamily(
             "siopg_connected_sockets", "Connected sockets per namespace", labels=["namespace"]
         )
-        for name, nsp in list(server._nsps.items()):
+        rooms = GaugeMetricFamily(
+            "siopg_rooms", "Rooms made by the application per namespace (sockets' own rooms left out)",
+            labels=["namespace"],
+        )
+        for name, nsp in list(server.namespaces.items()):
             sockets.add_metric([name], len(nsp.sockets))
+            rooms.add_metric([name], app_room_count(nsp.adapter))
         yield sockets
+        yield rooms
+
+
+def app_room_count(adapter: Any) -> int:
+    """Rooms of `adapter` made by the application: each socket's own room (its id) is left out.
+
+    O(rooms); None (a namespace without an adapter) counts 0.
+    """
+    if adapter is None:
+        return 0
+    rooms = getattr(adapter, "rooms", None) or {}
+    own = getattr(adapter, "sids", None) or {}
+    return sum(1 for room in list(rooms) if room not in own)
 
 
 def make_registry(server: "Server") -> CollectorRegistry:

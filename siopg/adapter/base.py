@@ -90,8 +90,20 @@ class NamespaceLike(Protocol):
         Returns how many sockets the packet was sent to.
         """
 
+    def forget_broadcast_acks(self, ack: Callable[[Any], None]) -> None:
+        """Drop the per-socket ack slots `deliver_with_ack(..., ack)` registered.
+
+        An adapter answering another server's broadcast-with-ack calls it once the requester
+        has stopped waiting (its timeout passed), so the slots do not outlive the request.
+        """
+
     def local_socket(self, sid: SocketId) -> Any | None:
-        """The local `Socket` with this id, or None."""
+        """The local `Socket` with this id, or None.
+
+        Adapters may read its `id`, `pid`, `data`, `rooms`, `handshake`, `describe()` (what
+        another server learns of it) and `recovery_offset` (the offset its session resumes
+        from, i.e. `Session.offset`).
+        """
 
     def on_server_side_emit(self, args: list[Any], ack: Callable[[Any], None] | None) -> None:
         """Run the namespace's `serverSideEmit` listeners for a message from another server."""

@@ -430,10 +430,9 @@ class ClusterAdapter(InMemoryAdapter):
                 self.publish_response(requester, MessageType.BROADCAST_ACK, {"requestId": rid, "packet": response})
 
             InMemoryAdapter.broadcast_with_ack(self, Packet(PacketType.EVENT, self.nsp.name, list(args)), opts, on_count, on_ack)
-            forget = getattr(self.nsp, "_forget_broadcast_acks", None)
-            if forget is not None:  # the requester times out on its own: drop our ack slots then
-                ttl = (flags.timeout or self.request_timeout) + 1.0
-                self._later(ttl, forget, on_ack)
+            # the requester times out on its own: drop our ack slots then
+            ttl = (flags.timeout or self.request_timeout) + 1.0
+            self._later(ttl, self.nsp.forget_broadcast_acks, on_ack)
             return
         if own:
             seq = data.get("s")

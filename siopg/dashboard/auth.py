@@ -39,6 +39,17 @@ def validate(auth: Any) -> Auth:
     raise TypeError("auth must be None, a callable(request) -> bool, or a (user, password) tuple of str")
 
 
+def parse_credentials(value: str) -> tuple[str, str]:
+    """`USER:PASSWORD` (the form of `siopg serve --dashboard-auth`) -> (user, password).
+
+    Splits at the first colon, like HTTP basic auth; raises ValueError when either part is empty.
+    """
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("dashboard credentials must look like USER:PASSWORD (both non-empty)")
+    return user, password
+
+
 def _basic_credentials(header: str) -> tuple[str, str] | None:
     """(user, password) from an `Authorization: Basic ...` header; None when it is not one."""
     scheme, _, value = header.strip().partition(" ")

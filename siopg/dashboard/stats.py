@@ -13,21 +13,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from siopg.metrics import Metrics, app_room_count
+
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.server import Server
 
 #: counters turned into rates, in the order the page shows them
 RATE_COUNTERS = ("packets_in", "packets_out", "broadcasts")
-#: cumulative counters copied from `siopg.metrics.Metrics`
-COUNTERS = (
-    "packets_in",
-    "packets_out",
-    "broadcasts",
-    "recoveries_attempted",
-    "recoveries_succeeded",
-    "sessions_persisted",
-    "engine_connections_total",
-)
+#: cumulative counters copied from `siopg.metrics.Metrics` (all of them)
+COUNTERS: tuple[str, ...] = tuple(Metrics.__slots__)
 
 
 @dataclass(slots=True)
@@ -59,27 +53,15 @@ class Reading:
         return sum(self.transports.values())
 
 
-def _app_rooms(adapter: Any) -> int:
-    if adapter is None:
-        return 0
-    rooms = getattr(adapter, "rooms", None) or {}
-    own = getattr(adapter, "sids", None) or {}
-    return sum(1 for room in list(rooms) if room not in own)
-
-
 def read(io: "Server", now: float) -> Reading:
     """Read `io`'s counters and gauges; O(connections + rooms), no awaits."""
     m = io.metrics
     counters = {name: int(getattr(m, name)) for name in COUNTERS}
-    transports: dict[str, int] = {"websocket": 0, "polling": 0}
-    for client in list(io._clients.values()):
-        transport = getattr(client.conn, "transport", None) or "unknown"
-        transports[transport] = transports.get(transport, 0) + 1
     namespaces = [
-        NamespaceReading(name, len(nsp.sockets), _app_rooms(getattr(nsp, "adapter", None)))
-        for name, nsp in sorted(io._nsps.items())
+        NamespaceReading(name, len(nsp.sockets), app_room_count(getattr(nsp, "adapter", None)))
+        for name, nsp in sorted(io.namespaces.items())
     ]
-    return Reading(now, counters, transports, namespaces)
+    return Reading(now, counters, io.open_connections(), namespaces)
 
 
 @dataclass(slots=True)

@@ -138,7 +138,7 @@ class BroadcastOperator:
             if timer is not None:
                 timer.cancel()
             nsp._open_broadcasts.discard(on_close)
-            nsp._forget_broadcast_acks(on_ack)
+            nsp.forget_broadcast_acks(on_ack)
             result = (responses[0] if responses else None) if single else list(responses)
             try:
                 callback(err, result)

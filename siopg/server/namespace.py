@@ -251,8 +251,11 @@ class Namespace:
         self.server.metrics.packets_out += len(registered)
         return len(registered)
 
-    def _forget_broadcast_acks(self, ack: Callable[..., Any]) -> None:
-        """Drop the per-socket ack entries of a finished or timed-out broadcast."""
+    def forget_broadcast_acks(self, ack: Callable[..., Any]) -> None:
+        """Drop the per-socket ack entries that `deliver_with_ack(..., ack)` registered.
+
+        Called when the broadcast finished or timed out, so late answers find nothing to call.
+        """
         for socket, ack_id in self._broadcast_acks.pop(ack, ()):
             socket.acks.pop(ack_id, None)
 

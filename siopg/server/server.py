@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any, Callable, Iterable
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
 
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.engine import EngineOptions, EngineServer
@@ -119,6 +120,26 @@ class Server:
     @property
     def parser(self) -> str:
         return self._parser.name
+
+    @property
+    def namespaces(self) -> Mapping[str, Namespace]:
+        """Every namespace created so far (dynamic children included), by name.
+
+        A read-only live view for metrics and the dashboard: copy it (`list(...)`) before
+        iterating across an await.
+        """
+        return MappingProxyType(self._nsps)
+
+    def open_connections(self) -> dict[str, int]:
+        """Open Engine.IO connections by current transport ("polling", "websocket" always present).
+
+        O(connections): meant for a scrape or a dashboard reading, not for the hot path.
+        """
+        counts = {"websocket": 0, "polling": 0}
+        for client in list(self._clients.values()):
+            transport = getattr(client.conn, "transport", None) or "unknown"
+            counts[transport] = counts.get(transport, 0) + 1
+        return counts
 
     # namespaces --------------------------------------------------------------------------
     def of(self, name: str | NamespaceMatcher, handler: Callable[..., Any] | None = None) -> Namespace:

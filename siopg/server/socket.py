@@ -135,6 +135,15 @@ class Socket:
 
     # info --------------------------------------------------------------------------------
     @property
+    def recovery_offset(self) -> str | None:
+        """The log offset this socket's session resumes from if it is recovered (None: CSR off).
+
+        `Session.offset` at persist time; adapters that snapshot sessions themselves (the
+        Postgres adapter) read it here.
+        """
+        return self._offset_base
+
+    @property
     def conn(self) -> Any:
         """The Engine.IO connection (EngineSocket) this socket rides on."""
         return self.client.conn

@@ -14,6 +14,7 @@ from siopg.supervisor.config import (
     SupervisorConfig,
     add_arguments,
     add_common_arguments,
+    add_dashboard_arguments,
     add_reload_arguments,
     config_from_args,
     default_pid_file,
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m siopg.supervisor")
     add_common_arguments(parser)
     add_arguments(parser)
+    add_dashboard_arguments(parser)
     return run_from_args(parser.parse_args(argv))
 
 

@@ -28,6 +28,8 @@ class SupervisorConfig:
     ready_timeout: float = 30.0   # seconds a starting worker has to report ready
     node_id: str | None = None    # this machine's name in sids, for load balancers (deploy/nginx)
     worker_timeout: float = 30.0  # a worker whose loop is blocked this long is killed (0: never)
+    dashboard: bool = False       # each worker serves siopg.dashboard at /dashboard
+    dashboard_auth: str | None = None  # USER:PASSWORD for it (HTTP basic auth)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -38,6 +40,10 @@ class SupervisorConfig:
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         self.log_level = self.log_level.lower()
         self.data_dir = Path(self.data_dir)
+        if self.dashboard_auth:
+            from siopg.dashboard.auth import parse_credentials
+
+            parse_credentials(self.dashboard_auth)  # fail here, not in every worker
         if self.node_id is not None:
             from siopg.supervisor.sid import NODE_RE
 
@@ -56,6 +62,21 @@ def default_pid_file(data_dir: Path, port: int) -> Path:
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
+
+
+def _env_flag(name: str) -> bool:
+    return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--dashboard` and `--dashboard-auth` of `siopg serve` (env SIOPG_DASHBOARD, SIOPG_DASHBOARD_AUTH)."""
+    g = parser.add_argument_group("live dashboard (siopg.dashboard)")
+    g.add_argument("--dashboard", action="store_true", default=_env_flag("SIOPG_DASHBOARD"),
+                   help="serve the live dashboard at /dashboard (env SIOPG_DASHBOARD=1); with --workers,"
+                        " each worker serves its own")
+    g.add_argument("--dashboard-auth", metavar="USER:PASSWORD", default=_env("SIOPG_DASHBOARD_AUTH"),
+                   help="protect the dashboard with HTTP basic auth (env SIOPG_DASHBOARD_AUTH, which"
+                        " keeps the password out of `ps`)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +133,8 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         pid_file=Path(args.pid_file) if getattr(args, "pid_file", None) else None,
         node_id=getattr(args, "node_id", None) or None,
         worker_timeout=getattr(args, "worker_timeout", 30.0),
+        dashboard=bool(getattr(args, "dashboard", False)),
+        dashboard_auth=getattr(args, "dashboard_auth", None) or None,
     )
 
 

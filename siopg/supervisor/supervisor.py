@@ -21,7 +21,7 @@ from siopg.supervisor.database import DatabaseError, EmbeddedPostgres, prepare_d
 from siopg.supervisor.metrics import MetricsEndpoint
 from siopg.supervisor.pool import State, WorkerPool, worker_env
 from siopg.supervisor.router import Router, RouterLimits, make_listener
-from siopg.supervisor.worker import ENV_APP, ENV_NODE
+from siopg.supervisor.worker import ENV_APP, ENV_DASHBOARD, ENV_DASHBOARD_AUTH, ENV_NODE
 
 log = logging.getLogger("siopg.supervisor")
 
@@ -46,6 +46,13 @@ class Supervisor:
             env["DATABASE_URL"] = database_url
         else:
             env.pop("DATABASE_URL", None)
+        env.pop(ENV_DASHBOARD_AUTH, None)
+        if config.dashboard:
+            env[ENV_DASHBOARD] = "1"
+            if config.dashboard_auth:
+                env[ENV_DASHBOARD_AUTH] = config.dashboard_auth
+        else:
+            env.pop(ENV_DASHBOARD, None)
         self.pool = WorkerPool(config.workers, env, config.grace, config.ready_timeout, config.worker_timeout)
         self.router: Router | None = None
         self.metrics = MetricsEndpoint(self.pool, lambda: self.router)

@@ -37,6 +37,8 @@ ENV_FD = "SIOPG_WORKER_FD"
 ENV_APP = "SIOPG_WORKER_APP"
 ENV_GRACE = "SIOPG_WORKER_GRACE"
 ENV_NODE = "SIOPG_NODE_ID"
+ENV_DASHBOARD = "SIOPG_DASHBOARD"            # "1": mount siopg.dashboard at /dashboard
+ENV_DASHBOARD_AUTH = "SIOPG_DASHBOARD_AUTH"  # USER:PASSWORD for it
 
 
 def worker_id() -> int | None:
@@ -67,7 +69,12 @@ def configure_siopg_server(io: Any, wid: int, database_url: str | None) -> None:
 async def build_app(
     obj: Any, wid: int, database_url: str | None, configured: bool = False
 ) -> tuple[web.Application, Closer | None]:
-    """Turn what the app reference names into an aiohttp app (and how to close it first)."""
+    """Turn what the app reference names into an aiohttp app (and how to close it first).
+
+    With SIOPG_DASHBOARD=1 (set by the supervisor for `--dashboard`), a siopg.Server's app also
+    serves the live dashboard; any other app is refused then (the dashboard needs the Server).
+    """
+    dashboard = os.environ.get(ENV_DASHBOARD) == "1"
     for _ in range(3):
         if hasattr(obj, "aiohttp_app") and hasattr(obj, "close"):
             if not configured:
@@ -76,8 +83,16 @@ async def build_app(
                 app = obj.aiohttp_app(metrics=True)
             except TypeError:
                 app = obj.aiohttp_app()
+            if dashboard:
+                from siopg.dashboard import setup as setup_dashboard
+                from siopg.dashboard.auth import parse_credentials
+
+                auth = os.environ.get(ENV_DASHBOARD_AUTH) or None
+                setup_dashboard(obj, app, auth=parse_credentials(auth) if auth else None)
             return app, obj.close
         if isinstance(obj, web.Application):
+            if dashboard:
+                raise AppLoadError("--dashboard needs the app to be a siopg.Server (or a factory returning one)")
             return obj, None
         if callable(obj):  # an app factory, like aiohttp's `module:create_app`
             obj = obj()

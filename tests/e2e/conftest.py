@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from procs import wait_or_kill
 
 from .jsclient import DriverProcess, JsDriver
 
@@ -84,11 +85,7 @@ class ServerProcess:
         """SIGTERM, then wait; returns the exit code (killed after 10 s)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            if not wait_or_kill(self.proc, 10):
                 return -999
         return self.proc.returncode
 

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from js_wire import NOT_TAGGED, b64, decode_tags, encode_tags
+from procs import wait_or_kill
+
 DRIVER = Path(__file__).resolve().parents[1] / "js" / "driver.mjs"
 
 
@@ -33,30 +36,30 @@ class _Undefined:
 UNDEFINED = _Undefined()
 
 
-def to_wire(value: Any) -> Any:
-    """Python value -> bridge JSON (bytes as {"$bin": base64})."""
+def _tag(value: Any) -> dict[str, Any] | None:
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"$bin": base64.b64encode(bytes(value)).decode()}
+        return {"$bin": b64(bytes(value))}
     if value is UNDEFINED:
         return {"$undef": True}
-    if isinstance(value, (list, tuple)):
-        return [to_wire(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_wire(v) for k, v in value.items()}
-    return value
+    return None
+
+
+def _untag(value: dict[str, Any]) -> Any:
+    if value.keys() == {"$bin"}:
+        return base64.b64decode(value["$bin"])
+    if value.keys() == {"$undef"}:
+        return UNDEFINED
+    return NOT_TAGGED
+
+
+def to_wire(value: Any) -> Any:
+    """Python value -> bridge JSON (bytes as {"$bin": base64}, UNDEFINED as {"$undef": true})."""
+    return encode_tags(value, _tag)
 
 
 def from_wire(value: Any) -> Any:
     """Bridge JSON -> Python value (bytes for binary)."""
-    if isinstance(value, list):
-        return [from_wire(v) for v in value]
-    if isinstance(value, dict):
-        if value.keys() == {"$bin"}:
-            return base64.b64decode(value["$bin"])
-        if value.keys() == {"$undef"}:
-            return UNDEFINED
-        return {k: from_wire(v) for k, v in value.items()}
-    return value
+    return decode_tags(value, _untag)
 
 
 class DriverError(RuntimeError):
@@ -118,11 +121,7 @@ class DriverProcess:
                 self.proc.stdin.close()
             except OSError:
                 pass
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        wait_or_kill(self.proc, 5)
 
 
 @dataclass

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # bench_routing.py runs as a script
+    sys.path.append(str(Path(__file__).resolve().parents[1]))
+from procs import wait_or_kill  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
 CLIENTS_JS = Path(__file__).resolve().parent / "js" / "clients.js"
@@ -98,11 +102,7 @@ class Supervisor:
     def stop(self, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            wait_or_kill(self.proc, timeout, 5)
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
         return self.proc.returncode
@@ -138,11 +138,18 @@ class NodeClients:
                 self.cmd("exit", 10)
             except (AssertionError, BrokenPipeError, OSError):
                 pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            wait_or_kill(self.proc, 5)
+
+
+def check_two_workers_serve(url: str, n: int = 20) -> None:
+    """`n` official clients connect, are spread over both workers, and all get a broadcast."""
+    clients = NodeClients(url, n)
+    try:
+        assert clients.cmd("wait 30")["ready"]
+        assert len(clients.cmd("ping 10")["workers"]) == 2
+        assert clients.cmd("shout 1", 30)["all"]
+    finally:
+        clients.close()
 
 
 def http_raw(port: int, data: bytes, timeout: float = 5.0, shut: bool = False) -> bytes:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from sv_helpers import requires_node
-from sv_helpers import APPS, REPO, NodeClients, free_port, http_raw
+from sv_helpers import APPS, REPO, check_two_workers_serve, free_port, http_raw
 
 pytestmark = [
     requires_node,
@@ -34,7 +34,6 @@ def test_fresh_venv_fresh_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL", "VIRTUAL_ENV")}
     proc = subprocess.Popen([str(venv / "bin" / "siopg"), "serve", "app.py:io", "--workers", "2", "--port", str(port)],
                             cwd=work, env=env, stderr=subprocess.PIPE, text=True)
-    clients = None
     try:
         end = time.monotonic() + 90
         while time.monotonic() < end:
@@ -48,12 +47,7 @@ def test_fresh_venv_fresh_directory(tmp_path):
         else:
             raise AssertionError("never ready")
         assert (work / ".siopg-data" / "pg").is_dir()
-        clients = NodeClients(f"http://127.0.0.1:{port}", 20)
-        assert clients.cmd("wait 30")["ready"]
-        assert len(clients.cmd("ping 10")["workers"]) == 2
-        assert clients.cmd("shout 1", 30)["all"]
+        check_two_workers_serve(f"http://127.0.0.1:{port}")
     finally:
-        if clients:
-            clients.close()
         proc.terminate()
         assert proc.wait(30) == 0

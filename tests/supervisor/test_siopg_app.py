@@ -10,7 +10,7 @@ import time
 
 import pytest
 from sv_helpers import requires_node
-from sv_helpers import APPS, NodeClients
+from sv_helpers import APPS, NodeClients, check_two_workers_serve
 
 APP = str(APPS / "siopg_app.py") + ":io"
 
@@ -158,18 +158,12 @@ def test_embedded_postgres_from_a_fresh_directory(tmp_path):
 
     data = tmp_path / "fresh"
     sv = Supervisor(APP, 2, "--data-dir", str(data), env={"DATABASE_URL": "", "SIOPG_DATABASE_URL": ""})
-    clients = None
     try:
         sv.wait_serving(90)
         assert (data / "pg" / "PG_VERSION").exists()
         assert "applied migrations 1" in sv.log()
-        clients = NodeClients(sv.url, 20)
-        assert clients.cmd("wait 30")["ready"]
-        assert len(clients.cmd("ping 10")["workers"]) == 2
-        assert clients.cmd("shout 1", 30)["all"]
+        check_two_workers_serve(sv.url)
     finally:
-        if clients:
-            clients.close()
         assert sv.stop(30) == 0
     assert not list(data.glob("siopg-*.pid"))
 

@@ -17,6 +17,9 @@ import siopg
 from siopg import dashboard
 from siopg.dashboard.stats import History, Reading, recovery_rate
 
+from .helpers import start_app
+
+
 Serve = Callable[..., Awaitable[str]]
 
 
@@ -29,12 +32,8 @@ async def served() -> AsyncIterator[Serve]:
         if app is None:
             app = io.aiohttp_app()
             dashboard.setup(io, app, **kwargs)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+        runner, port = await start_app(app)
         runners.append(runner)
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return f"http://127.0.0.1:{port}"
 
     yield serve
@@ -324,6 +323,7 @@ def test_grafana_dashboard_only_uses_metrics_siopg_exports() -> None:
     exported |= set(re.findall(r"# TYPE (siopg_supervisor_[a-z_]+)", inspect.getsource(supervisor_metrics)))
     assert used and used <= exported, used - exported
     assert {"siopg_connected_sockets", "siopg_packets_received_total", "siopg_recoveries_succeeded_total"} <= used
+    assert {"siopg_engine_connections_by_transport", "siopg_rooms"} <= used
     ids = [p["id"] for p in doc["panels"]]
     assert len(ids) == len(set(ids))
     assert all(p["datasource"]["uid"] == "${datasource}" for p in doc["panels"] if "datasource" in p)

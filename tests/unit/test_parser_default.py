@@ -4,11 +4,7 @@ with the reference JS encoder/decoder, and every malformed input we must reject.
 from __future__ import annotations
 
 import base64
-import json
 import random
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,58 +12,17 @@ import pytest
 from siopg.parser import Packet, PacketType, ParseError, get_parser
 from siopg.parser.default import DefaultDecoder
 
-JS_CODEC = Path(__file__).parent / "js" / "parser_codec.js"
-NODE = shutil.which("node")
-needs_node = pytest.mark.skipif(NODE is None, reason="`node` is not on PATH: no JS reference")
-
-SPEC = get_parser("default")
-E, A = PacketType.EVENT, PacketType.ACK
+from .parser_bridge import NODE, from_wire, needs_node, random_packets, spec_of
+from .parser_bridge import run_node as _run_node
 
 
 def run_node(op: str, items: list[Any]) -> list[Any]:
-    """Encode or decode with socket.io-parser (see tests/unit/js/parser_codec.js)."""
-    proc = subprocess.run(
-        [NODE or "node", str(JS_CODEC)],
-        input=json.dumps({"parser": "default", "op": op, "items": items}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(proc.stdout)
+    """Encode or decode with the reference socket.io-parser."""
+    return _run_node("default", op, items)
 
 
-def to_wire(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"$bin": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, float) and value != value:
-        return {"$num": "NaN"}
-    if isinstance(value, float) and value in (float("inf"), float("-inf")):
-        return {"$num": "Infinity" if value > 0 else "-Infinity"}
-    if isinstance(value, (list, tuple)):
-        return [to_wire(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_wire(v) for k, v in value.items()}
-    return value
-
-
-def from_wire(value: Any) -> Any:
-    if isinstance(value, list):
-        return [from_wire(v) for v in value]
-    if isinstance(value, dict):
-        if "$bin" in value:
-            return base64.b64decode(value["$bin"])
-        return {k: from_wire(v) for k, v in value.items()}
-    return value
-
-
-def spec_of(p: Packet) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": int(p.type), "nsp": p.nsp}
-    if p.data is not None:
-        out["data"] = to_wire(p.data)
-    if p.id is not None:
-        out["id"] = p.id
-    return out
+SPEC = get_parser("default")
+E, A = PacketType.EVENT, PacketType.ACK
 
 
 def parts_to_wire(parts: list[str | bytes]) -> list[dict[str, str]]:
@@ -400,15 +355,7 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
 @needs_node
 def test_random_packets_match_socket_io_parser_byte_for_byte() -> None:
     rng = random.Random(2024)
-    packets = [
-        Packet(
-            rng.choice([E, A]),
-            rng.choice(["/", "/a", "/ns-ü"]),
-            [f"ev{rng.randrange(9)}", *(random_value(rng) for _ in range(rng.randrange(4)))],
-            rng.choice([None, rng.randrange(2**31)]),
-        )
-        for _ in range(300)
-    ]
+    packets = random_packets(rng, random_value)
     theirs = run_node("encode", [spec_of(p) for p in packets])
     for packet, js in zip(packets, theirs):
         mine = SPEC.encoder.encode(packet)

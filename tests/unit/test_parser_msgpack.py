@@ -5,14 +5,10 @@ rejection of malformed input."""
 from __future__ import annotations
 
 import base64
-import json
 import math
 import random
-import shutil
 import struct
-import subprocess
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -20,50 +16,17 @@ import pytest
 
 from siopg.parser import Packet, PacketType, ParseError, get_parser
 
-JS_CODEC = Path(__file__).parent / "js" / "parser_codec.js"
-NODE = shutil.which("node")
-needs_node = pytest.mark.skipif(NODE is None, reason="`node` is not on PATH: no JS reference")
-
-SPEC = get_parser("msgpack")
-E, A = PacketType.EVENT, PacketType.ACK
+from .parser_bridge import NODE, b64, needs_node, random_packets, spec_of
+from .parser_bridge import run_node as _run_node
 
 
 def run_node(op: str, items: list[Any]) -> list[Any]:
-    """Encode or decode with socket.io-msgpack-parser (see tests/unit/js/parser_codec.js)."""
-    proc = subprocess.run(
-        [NODE or "node", str(JS_CODEC)],
-        input=json.dumps({"parser": "msgpack", "op": op, "items": items}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return json.loads(proc.stdout)
+    """Encode or decode with the reference socket.io-msgpack-parser."""
+    return _run_node("msgpack", op, items)
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def to_wire(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"$bin": b64(bytes(value))}
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"$num": str(value).replace("inf", "Infinity").replace("nan", "NaN")}
-    if isinstance(value, (list, tuple)):
-        return [to_wire(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_wire(v) for k, v in value.items()}
-    return value
-
-
-def spec_of(p: Packet) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": int(p.type), "nsp": p.nsp}
-    if p.data is not None:
-        out["data"] = to_wire(p.data)
-    if p.id is not None:
-        out["id"] = p.id
-    return out
+SPEC = get_parser("msgpack")
+E, A = PacketType.EVENT, PacketType.ACK
 
 
 def encode(packet: Packet) -> bytes:
@@ -388,15 +351,7 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
 @needs_node
 def test_random_packets_match_notepack_byte_for_byte() -> None:
     rng = random.Random(2025)
-    packets = [
-        Packet(
-            rng.choice([E, A]),
-            rng.choice(["/", "/a", "/ns-ü"]),
-            [f"ev{rng.randrange(9)}", *(random_value(rng) for _ in range(rng.randrange(4)))],
-            rng.choice([None, rng.randrange(2**31)]),
-        )
-        for _ in range(300)
-    ]
+    packets = random_packets(rng, random_value)
     theirs = run_node("encode", [spec_of(p) for p in packets])
     for packet, js in zip(packets, theirs):
         mine = encode(packet)

@@ -7,16 +7,11 @@ from typing import Any
 
 import pytest
 import socketio
-from aiohttp import web
 
 import siopg
 
+from .helpers import start_app, wait_until
 
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
 
 
 def live_timers(loop: asyncio.AbstractEventLoop) -> list[asyncio.TimerHandle]:
@@ -34,11 +29,8 @@ async def test_close_with_websocket_and_polling_clients_csr_and_pending_acks() -
     sockets: list[siopg.Socket] = []
     io.on("connection", sockets.append)
     io.of("/other").on("connection", sockets.append)
-    runner = web.AppRunner(io.aiohttp_app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    runner, port = await start_app(io.aiohttp_app())
+    url = f"http://127.0.0.1:{port}"
 
     clients = []
     gate = asyncio.Event()
@@ -53,12 +45,12 @@ async def test_close_with_websocket_and_polling_clients_csr_and_pending_acks() -
         client.on("never", never, namespace="/other")
         await client.connect(url, transports=transports, namespaces=["/", "/other"], wait_timeout=5)
         clients.append(client)
-    await wait_until(lambda: len(sockets) == 6)
+    await wait_until(lambda: len(sockets) == 6, timeout=5.0)
     dropped = socketio.AsyncClient(reconnection=False)  # leaves a persisted CSR session behind
     await dropped.connect(url, transports=["websocket"], wait_timeout=5)
-    await wait_until(lambda: len(sockets) == 7)
+    await wait_until(lambda: len(sockets) == 7, timeout=5.0)
     await dropped.eio.disconnect(abort=True)
-    await wait_until(lambda: sockets[6].disconnected)
+    await wait_until(lambda: sockets[6].disconnected, timeout=5.0)
 
     # acks of every kind, all still waiting when the server closes
     broadcast = asyncio.ensure_future(io.timeout(30).emit_with_ack("never"))
@@ -81,7 +73,7 @@ async def test_close_with_websocket_and_polling_clients_csr_and_pending_acks() -
     assert len(callbacks) == 1 and isinstance(callbacks[0], siopg.AckTimeoutError)
     assert engine.sockets == {} and io._clients == {}
     assert all(s.disconnected for s in sockets)
-    assert all(not nsp._open_broadcasts and not nsp._broadcast_acks for nsp in io._nsps.values())
+    assert all(not nsp._open_broadcasts and not nsp._broadcast_acks for nsp in io.namespaces.values())
     assert all(s.acks == {} for s in sockets)
     assert not engine._ws_tasks and not engine._bg_tasks
     assert len(io._tasks) == 0
@@ -94,7 +86,7 @@ async def test_close_with_websocket_and_polling_clients_csr_and_pending_acks() -
     assert siopg_tasks == []
 
     gate.set()
-    await wait_until(lambda: all(not c.connected for c in clients))
+    await wait_until(lambda: all(not c.connected for c in clients), timeout=5.0)
     for client in (*clients, dropped):
         await client.disconnect()
     await runner.cleanup()

@@ -6,20 +6,18 @@ import asyncio
 import os
 import struct
 import zlib
-from typing import Any
 
 import pytest
 from aiohttp import web
 
 import siopg
 
+from .helpers import start_app
+
+
 
 async def serve(io: siopg.Server) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(io.aiohttp_app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return await start_app(io.aiohttp_app())
 
 
 class RawWs:

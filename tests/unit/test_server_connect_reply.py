@@ -14,9 +14,11 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 import siopg
+
+from .helpers import start_app
+
 
 
 @pytest.fixture
@@ -30,11 +32,7 @@ async def served() -> AsyncIterator[Any]:
         socket.emit("auth", socket.handshake.auth)
         socket.emit("second", 2)
 
-    runner = web.AppRunner(io.aiohttp_app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await start_app(io.aiohttp_app())
     async with aiohttp.ClientSession() as http:
         yield io, f"http://127.0.0.1:{port}/socket.io/", http, sockets
     await io.close()

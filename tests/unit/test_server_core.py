@@ -11,17 +11,7 @@ import siopg
 from siopg.parser import PacketType
 from siopg.server.testing import FakeClient
 
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
-@pytest.fixture
-async def io():
-    server = siopg.Server()
-    yield server
-    await server.close()
+from .helpers import settle
 
 
 async def test_connect_main_namespace(io):

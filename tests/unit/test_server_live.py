@@ -11,13 +11,12 @@ from aiohttp import web
 
 import siopg
 
+from .helpers import start_app
+
+
 
 async def start(io: siopg.Server, metrics: bool = False) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(io.aiohttp_app(metrics=metrics))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await start_app(io.aiohttp_app(metrics=metrics))
     return runner, f"http://127.0.0.1:{port}"
 
 
@@ -153,6 +152,55 @@ async def test_binary_round_trip_and_metrics_route(served: Any) -> None:
     finally:
         await client.disconnect()
         await io.close()
+
+
+async def test_metrics_count_connections_by_transport_and_application_rooms(served: Any) -> None:
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    io = siopg.Server()
+
+    @io.on("connection")
+    def on_connection(socket: siopg.Socket) -> None:
+        @socket.on("join")
+        def join(rooms: list[str], ack: Any = None) -> None:
+            socket.join(rooms)
+            ack("joined")
+
+    url = await served(io, metrics=True)
+
+    async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url + "/metrics") as resp:
+                assert resp.status == 200
+                body = await resp.text()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body)
+            for sample in family.samples
+        }
+
+    ws = await new_client(url, ["websocket"])
+    polling = await new_client(url, ["polling"])
+    try:
+        await ws.call("join", ["a", "b"], timeout=5)
+        await polling.call("join", ["a"], timeout=5)
+        got = await scrape()
+        assert got[("siopg_engine_connections_by_transport", (("transport", "websocket"),))] == 1
+        assert got[("siopg_engine_connections_by_transport", (("transport", "polling"),))] == 1
+        assert got[("siopg_engine_connections_open", ())] == 2
+        assert got[("siopg_rooms", (("namespace", "/"),))] == 2  # a and b; the sockets' own rooms left out
+    finally:
+        await ws.disconnect()
+        await polling.disconnect()
+    for _ in range(200):
+        got = await scrape()
+        if got[("siopg_engine_connections_open", ())] == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert got[("siopg_engine_connections_by_transport", (("transport", "websocket"),))] == 0
+    assert got[("siopg_rooms", (("namespace", "/"),))] == 0
+    await io.close()
 
 
 async def test_asgi_app_under_uvicorn_with_lifespan() -> None:

@@ -11,17 +11,7 @@ import siopg
 from siopg.parser import PacketType
 from siopg.server.testing import FakeClient
 
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
-@pytest.fixture
-async def io():
-    server = siopg.Server()
-    yield server
-    await server.close()
+from .helpers import settle
 
 
 async def two_children(io: siopg.Server):
@@ -102,7 +92,7 @@ async def test_empty_children_are_cleaned_up_only_when_asked(cleanup):
         client = FakeClient(io)
         await client.connected("/dyn-1")
         await client.connected("/dyn-2")
-        child = io._nsps["/dyn-1"]
+        child = io.namespaces["/dyn-1"]
         original_close = child.adapter.close
 
         async def close() -> None:
@@ -113,15 +103,15 @@ async def test_empty_children_are_cleaned_up_only_when_asked(cleanup):
         socket = next(iter(child.sockets.values()))
         await socket.disconnect()
         await settle()
-        assert ("/dyn-1" in io._nsps) is not cleanup
+        assert ("/dyn-1" in io.namespaces) is not cleanup
         assert (child in parent.children) is not cleanup
         assert closed == (["/dyn-1"] if cleanup else [])
-        assert "/dyn-2" in io._nsps  # still has a socket
+        assert "/dyn-2" in io.namespaces  # still has a socket
         # a later client gets a fresh child with that name (or the same one, kept)
         other = FakeClient(io)
         await other.connected("/dyn-1")
-        assert (io._nsps["/dyn-1"] is child) is not cleanup
-        assert len(io._nsps["/dyn-1"].sockets) == 1
+        assert (io.namespaces["/dyn-1"] is child) is not cleanup
+        assert len(io.namespaces["/dyn-1"].sockets) == 1
     finally:
         await io.close()
 
@@ -143,7 +133,7 @@ async def test_refused_connection_cleans_up_its_fresh_child_but_not_a_busy_one()
         refused.connect("/dyn-1", {"deny": True})
         await refused.wait_for(lambda p: p.type == PacketType.CONNECT_ERROR)
         await settle()
-        assert "/dyn-1" not in io._nsps
+        assert "/dyn-1" not in io.namespaces
         # a child whose only connection is still in its middlewares is kept
         slow = FakeClient(io)
         slow.connect("/dyn-2", {"wait": True})
@@ -152,9 +142,9 @@ async def test_refused_connection_cleans_up_its_fresh_child_but_not_a_busy_one()
         quick.connect("/dyn-2", {"deny": True})
         await quick.wait_for(lambda p: p.type == PacketType.CONNECT_ERROR)
         await settle()
-        assert "/dyn-2" in io._nsps
+        assert "/dyn-2" in io.namespaces
         gate.set()
         data = await slow.wait_for(lambda p: p.type == PacketType.CONNECT)
-        assert data.nsp == "/dyn-2" and len(io._nsps["/dyn-2"].sockets) == 1
+        assert data.nsp == "/dyn-2" and len(io.namespaces["/dyn-2"].sockets) == 1
     finally:
         await io.close()

@@ -11,10 +11,7 @@ from siopg.adapter.base import Session
 from siopg.parser import Packet, PacketType
 from siopg.server.testing import FakeClient
 
-
-async def settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(0)
+from .helpers import settle
 
 
 def make_server(**recovery) -> siopg.Server:

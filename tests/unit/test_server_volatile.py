@@ -9,11 +9,13 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 import siopg
 from siopg.engine.message import OutgoingMessage
 from siopg.engine.socket import WRITABLE_LIMIT
+
+from .helpers import start_app, wait_until
+
 
 
 @pytest.fixture
@@ -22,21 +24,10 @@ async def served() -> AsyncIterator[Any]:
     io = siopg.Server()
     sockets: list[siopg.Socket] = []
     io.on("connection", sockets.append)
-    runner = web.AppRunner(io.aiohttp_app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await start_app(io.aiohttp_app())
     async with aiohttp.ClientSession() as http:
         yield io, f"http://127.0.0.1:{port}/socket.io/", http, sockets
     await runner.cleanup()
-
-
-async def wait_until(predicate: Any, timeout: float = 2.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
 
 
 async def test_polling_without_a_pending_get_misses_volatile_packets(served: Any) -> None:

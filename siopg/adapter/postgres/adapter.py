@@ -23,6 +23,7 @@ import asyncpg
 from siopg.adapter.base import NamespaceLike, RestoredSession, Session
 from siopg.adapter.cluster import ClusterAdapter, ClusterMessage
 from siopg.adapter.postgres import codec
+from siopg.adapter.postgres.aio import cancel_and_wait
 from siopg.adapter.postgres.listener import LogListener
 from siopg.adapter.postgres.migrations import (
     DEFAULT_SCHEMA,
@@ -186,13 +187,7 @@ class PgCluster:
             await asyncio.wait_for(self._session_idle.wait(), 3.0)
         except asyncio.TimeoutError:
             self.report(RuntimeError("closing with session writes still pending"))
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         if self.publisher is not None:
             await self.publisher.close(timeout=2.0)
@@ -315,7 +310,7 @@ class PgCluster:
                 self.report(exc)
                 continue
             rooms = adapter.socket_rooms(sid) or set()
-            offset = _parse_offset(getattr(socket, "_offset_base", None))
+            offset = _parse_offset(socket.recovery_offset)
             rows.append((pid, sid, adapter.nsp.name, codec.json_list(sorted(rooms)), data, offset))
         alive = {row[0] for row in rows}
         forget = [pid for pid in forget if pid not in alive]  # the pid came back here

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import asyncpg
 
+from siopg.adapter.postgres.aio import cancel_and_wait
 from siopg.adapter.postgres.codec import SELECT_COLUMNS
 
 log = logging.getLogger("siopg.adapter.postgres")
@@ -177,13 +178,8 @@ class LogListener:
 
     async def close(self) -> None:
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             try:

@@ -21,6 +21,7 @@ from typing import Callable
 
 import asyncpg
 
+from siopg.adapter.postgres.aio import cancel_and_wait
 from siopg.adapter.postgres.codec import EncodedRow, RowBatch
 
 log = logging.getLogger("siopg.adapter.postgres")
@@ -96,13 +97,8 @@ class Publisher:
 
     async def close(self, timeout: float = 2.0) -> None:
         await self.flush(timeout)
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         if self._queue:
             self._on_error(PublishBufferFull(f"closed with {len(self._queue)} unpublished messages"))
             self._queue.clear()

@@ -93,9 +93,10 @@ class Node:
 
 
 class SwitchProxy:
-    """Forward each new TCP connection to the current `target` port."""
+    """Forward each new TCP connection to the current `target`: a loopback TCP port, or the
+    path of a Unix socket (how an embedded pgserver listens)."""
 
-    def __init__(self, target: int) -> None:
+    def __init__(self, target: int | str) -> None:
         self.target = target
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
@@ -113,7 +114,10 @@ class SwitchProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+            if isinstance(self.target, str):
+                up_reader, up_writer = await asyncio.open_unix_connection(self.target)
+            else:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
             writer.close()
             return

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -53,17 +54,28 @@ async def test_listen_connection_terminated_mid_traffic(nodes: Any, js: Any, con
 
 
 def _via(dsn: str, port: int) -> str:
+    """The DSN, pointed at the proxy's loopback port (a Unix-socket `host=` is dropped)."""
     parts = urlsplit(dsn)
     host = parts.netloc.rsplit("@", 1)
     netloc = (host[0] + "@" if len(host) == 2 else "") + f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    query = "&".join(q for q in parts.query.split("&") if q and not q.startswith("host="))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _upstream(dsn: str) -> int | str:
+    """Where Postgres listens: a TCP port, or the Unix socket of an embedded pgserver."""
+    parts = urlsplit(dsn)
+    socket_dir = dict(parse_qsl(parts.query)).get("host")
+    if socket_dir and socket_dir.startswith("/"):
+        sockets = sorted(Path(socket_dir).glob(".s.PGSQL.*"))
+        sockets = [s for s in sockets if not s.name.endswith(".lock")]
+        assert sockets, f"no Postgres socket in {socket_dir}"
+        return str(sockets[0])
+    return parts.port or 5432
 
 
 async def test_postgres_unreachable_then_back(pg_dsn: str, schema: str, js: Any) -> None:
-    parts = urlsplit(pg_dsn)
-    if "host=" in parts.query or not parts.hostname:
-        pytest.skip("the outage proxy needs a TCP DSN (set SIOPG_TEST_DATABASE_URL)")
-    pg_port = parts.port or 5432
+    pg_port = _upstream(pg_dsn)
     proxy = await SwitchProxy(pg_port).start()
     a = await Node(_via(pg_dsn, proxy.port), schema, "A").start()
     b = await Node(pg_dsn, schema, "B").start()

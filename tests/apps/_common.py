@@ -41,7 +41,6 @@ def _register(io: siopg.Server, nsp: Any) -> None:
         if auth.get("join") and not socket.recovered:
             socket.join(auth["join"])
         space = namespace_of(socket)
-        tasks: set[asyncio.Task[Any]] = set()
 
         async def disconnect(reason: str, description: Any = None) -> None:
             await _maybe_await(space.to("observers").emit("disconnected", {"id": socket.id, "reason": reason}))

@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import asyncpg
-import pytest
 
 from .harness import Node, SwitchProxy, eventually
 

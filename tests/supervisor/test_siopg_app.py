@@ -8,7 +8,6 @@ import signal
 import threading
 import time
 
-import pytest
 from sv_helpers import requires_node
 from sv_helpers import APPS, NodeClients, check_two_workers_serve
 

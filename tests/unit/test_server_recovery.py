@@ -106,7 +106,7 @@ async def test_restore_without_offset_gh4888(io):
 
 
 async def test_no_double_replay_and_session_is_consumed(io):
-    t = Tracker(io)
+    Tracker(io)  # records events; unused here but keeps the setup identical
     first = FakeClient(io)
     reply = await first.connected()
     await settle()

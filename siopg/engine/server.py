@@ -29,7 +29,7 @@ from .errors import (
 from .options import EngineOptions
 from .request import RequestInfo
 from .session import SERVER_SHUTTING_DOWN, SessionConfig
-from .socket import EngineSocket, WsWriter
+from .socket import EngineSocket, FlushBatch, WsWriter
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -77,6 +77,7 @@ class EngineServer:
             upgrades=tuple(t for t in options.transports if t == "websocket"),
         )
         self.sockets: dict[str, EngineSocket] = {}
+        self._flush_batch = FlushBatch()  # one flush callback per loop tick for all connections
         self._ws_tasks: set[asyncio.Task[Any]] = set()   # running WebSocket loops
         self._bg_tasks: set[asyncio.Task[Any]] = set()   # short-lived helpers (ws close)
         self._closing = False

@@ -35,6 +35,30 @@ class WsWriter(Protocol):
     def close(self) -> None: ...
 
 
+class FlushBatch:
+    """The connections that queued packets this loop tick, flushed by ONE loop callback.
+
+    One per EngineServer. A broadcast dirties every recipient in the same tick; one callback
+    for all of them (instead of one uvloop Handle per connection) costs a list append each.
+    Each connection is flushed in the order it was first dirtied, so its own order holds.
+    """
+
+    __slots__ = ("dirty",)
+
+    def __init__(self) -> None:
+        self.dirty: list[EngineSocket] = []
+
+    def run(self) -> None:
+        batch = self.dirty
+        self.dirty = []  # connections dirtied while flushing (close handlers...) go in the next tick
+        for conn in batch:
+            conn._flush_scheduled = False
+            try:
+                conn._session.flush()
+            except Exception:  # one connection's failure must not strand the others
+                log.exception("flushing engine connection %s failed", conn.sid)
+
+
 def _noop_message(data: str | bytes) -> None:
     pass
 
@@ -44,12 +68,19 @@ def _noop_close(reason: str, description: str | None) -> None:
 
 
 class EngineSocket:
-    """One Engine.IO connection as the Socket.IO layer sees it (docs/architecture.md)."""
+    """One Engine.IO connection as the Socket.IO layer sees it (docs/architecture.md).
+
+    `send(messages)` queues messages; everything queued in one loop tick goes out in one
+    write. It is the session's own bound method (no hop through this object on the
+    broadcast path, which calls it once per recipient).
+    """
 
     __slots__ = (
-        "sid", "request", "on_message", "on_close", "_session", "_server", "_loop",
-        "_flush_scheduled", "_timer", "_poll_future", "_ws",
+        "sid", "request", "on_message", "on_close", "send", "_session", "_server", "_loop",
+        "_batch", "_flush_scheduled", "_timer", "_poll_future", "_ws",
     )
+
+    send: Callable[[Sequence[OutgoingMessage]], None]
 
     def __init__(
         self,
@@ -70,7 +101,9 @@ class EngineSocket:
         self._timer: asyncio.TimerHandle | None = None
         self._poll_future: asyncio.Future[str] | None = None
         self._ws: WsWriter | None = None
-        self._session = Session(sid, transport, config, self, loop.time)
+        self._batch: FlushBatch = server._flush_batch
+        self._session = session = Session(sid, transport, config, self, loop.time)
+        self.send = session.send  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ public API
 
@@ -81,10 +114,6 @@ class EngineSocket:
     @property
     def closed(self) -> bool:
         return not self._session.is_open
-
-    def send(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Queue messages; everything queued in one loop tick goes out in one write."""
-        self._session.send(messages)
 
     def flush(self) -> None:
         """Write what is queued now instead of at the end of the loop tick.
@@ -126,7 +155,11 @@ class EngineSocket:
     def request_flush(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            batch = self._batch
+            dirty = batch.dirty
+            if not dirty:
+                self._loop.call_soon(batch.run)
+            dirty.append(self)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -26,7 +26,7 @@ class Client:
         self.decoder = server._parser.new_decoder()
         self.sockets: dict[str, "Socket"] = {}
         self.nsps: dict[str, "Socket"] = {}
-        self._connecting: set[str] = set()
+        self._connecting: set[str] | None = None  # namespaces whose CONNECT is being handled
         self.closed = False
         conn.on_message = self._on_message
         conn.on_close = self._on_close
@@ -63,10 +63,13 @@ class Client:
                 socket._on_packet(packet)
             return
         if ptype == PacketType.CONNECT:
-            if nsp in self._connecting:
+            connecting = self._connecting
+            if connecting is None:  # made on demand: most connections are idle afterwards
+                connecting = self._connecting = set()
+            elif nsp in connecting:
                 return  # a duplicate CONNECT while the first one is being handled
             auth = packet.data if isinstance(packet.data, dict) else {}
-            self._connecting.add(nsp)
+            connecting.add(nsp)
             self.server._tasks.spawn(self._connect(nsp, auth), f"connect {nsp}")
         elif ptype == PacketType.CONNECT_ERROR:
             self._close("parse error")
@@ -83,7 +86,11 @@ class Client:
                 return
             await nsp._add(self, auth)
         finally:
-            self._connecting.discard(name)
+            connecting = self._connecting
+            if connecting is not None:
+                connecting.discard(name)
+                if not connecting:
+                    self._connecting = None
 
     def _on_connect_timeout(self) -> None:
         self._connect_timer = None

@@ -181,19 +181,24 @@ class Namespace:
     def deliver(self, packet: Packet, socket_ids: Iterable[SocketId], flags: BroadcastFlags) -> None:
         """Encode once, queue the same messages on each listed local socket's connection."""
         messages = self._encode(packet, flags.compress)
-        get = self.sockets.get
-        count = 0
         if flags.volatile or self._watchers:
             self._deliver_slow(packet, messages, socket_ids, flags.volatile)
             return
+        # Hot loop: one dict subscript, one attribute and one call per recipient (the
+        # socket's _send is its connection's queueing method itself); misses are rare.
+        if not isinstance(socket_ids, (tuple, list)):
+            socket_ids = tuple(socket_ids)
+        sockets = self.sockets
+        missed = 0
         for sid in socket_ids:
-            socket = get(sid)
-            if socket is None:
+            try:
+                send = sockets[sid]._send
+            except KeyError:
                 self._deliver_preconnect(sid, messages)
+                missed += 1
                 continue
-            socket._send(messages)
-            count += 1
-        self.server.metrics.packets_out += count
+            send(messages)
+        self.server.metrics.packets_out += len(socket_ids) - missed
 
     def _deliver_slow(self, packet: Packet, messages: list[OutgoingMessage], socket_ids: Iterable[SocketId], volatile: bool) -> None:
         """Delivery with outgoing listeners or volatile checks (off the common path)."""

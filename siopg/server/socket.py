@@ -59,11 +59,18 @@ class Handshake:
 
 
 def build_handshake(request: Any, auth: dict[str, Any]) -> Handshake:
-    headers = dict(getattr(request, "headers", None) or {})
+    # The request's own dicts (as socket.io shares engine.io's request.headers): one copy per
+    # connection, not one per connection and namespace.
+    headers = getattr(request, "headers", None)
+    if not isinstance(headers, dict):
+        headers = dict(headers or {})
+    query = getattr(request, "query", None)
+    if not isinstance(query, dict):
+        query = dict(query or {})
     now = time.time()
     return Handshake(
         headers=headers,
-        query=dict(getattr(request, "query", None) or {}),
+        query=query,
         auth=auth,
         address=getattr(request, "remote_address", None),
         time=time.strftime("%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", time.gmtime(now)),

@@ -271,6 +271,12 @@ def main() -> None:
     except Exception as exc:
         log.error("worker failed to load the app: %s", exc, exc_info=not isinstance(exc, AppLoadError))
         sys.exit(3)
+    from siopg.cli import GC_ENV, apply_gc_setting
+
+    try:
+        apply_gc_setting(os.environ.get(GC_ENV))  # `siopg serve --gc-threshold` (validated there)
+    except ValueError as exc:
+        log.warning("ignoring %s: %s", GC_ENV, exc)
     worker = Worker(
         wid,
         chan,

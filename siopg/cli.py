@@ -13,7 +13,6 @@ import signal
 import sys
 from typing import Any, Sequence
 
-
 GC_ENV = "SIOPG_GC_THRESHOLD"
 # Gen-0 threshold `siopg serve` sets by default. Python's 700 makes the cyclic GC run every few
 # connections during a ramp-up, rescanning young objects that are all alive (37-47 % of the

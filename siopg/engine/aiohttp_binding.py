@@ -130,10 +130,13 @@ async def _close_ws(ws: web.WebSocketResponse) -> None:
 
 
 def request_info(request: web.Request) -> RequestInfo:
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    raw = request.headers
+    headers = {name.lower(): value for name, value in raw.items()}
+    if len(headers) != len(raw):  # a repeated header: join its values, as Node does
+        headers = {}
+        for name, value in raw.items():
+            key = name.lower()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return RequestInfo(
         headers=headers,
         query=dict(request.query),

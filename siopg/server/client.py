@@ -19,6 +19,8 @@ logger = logging.getLogger("siopg.server")
 class Client:
     """Binds an EngineSocket to its namespace sockets and to a decoder of the server's parser."""
 
+    __slots__ = ("_connect_timer", "_connecting", "closed", "conn", "decoder", "id", "nsps", "server", "sockets")
+
     def __init__(self, server: "Server", conn: Any) -> None:
         self.server = server
         self.conn = conn

@@ -58,6 +58,20 @@ class Handshake:
         }
 
 
+_last_date: tuple[int, str] = (-1, "")
+
+
+def _date_string(second: int) -> str:
+    """JavaScript's `new Date() + ""` in UTC, formatted once per second (a ramp-up makes
+    hundreds of handshakes per second; they share the string)."""
+    global _last_date
+    cached_second, text = _last_date
+    if cached_second != second:
+        text = time.strftime("%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", time.gmtime(second))
+        _last_date = (second, text)
+    return text
+
+
 def build_handshake(request: Any, auth: dict[str, Any]) -> Handshake:
     # The request's own dicts (as socket.io shares engine.io's request.headers): one copy per
     # connection, not one per connection and namespace.
@@ -73,7 +87,7 @@ def build_handshake(request: Any, auth: dict[str, Any]) -> Handshake:
         query=query,
         auth=auth,
         address=getattr(request, "remote_address", None),
-        time=time.strftime("%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", time.gmtime(now)),
+        time=_date_string(int(now)),
         issued=int(now * 1000),
         url=getattr(request, "url", "") or "",
         secure=bool(getattr(request, "secure", False)),

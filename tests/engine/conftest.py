@@ -131,7 +131,7 @@ async def aiohttp_engine() -> AsyncIterator[Factory]:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         http = aiohttp.ClientSession()
         runners.append((runner, engine, http))
         return Running(f"http://127.0.0.1:{port}{engine.options.path}", engine, recorder, http)

@@ -7,6 +7,7 @@ child process group it started is gone when the harness exits, even on error.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import json
 import os
@@ -279,6 +280,22 @@ def loadavg() -> str:
     """1-minute load average: other work on this machine skews every number, so show it."""
     with open("/proc/loadavg") as f:
         return f.read().split()[0]
+
+
+def add_profile_args(ap: argparse.ArgumentParser, when: str) -> None:
+    """--profile DIR and --profile-native, worded alike in every benchmark that offers them."""
+    ap.add_argument("--profile", metavar="DIR", help=f"run py-spy on siopg {when}, raw stacks into DIR "
+                    "(summarise with bench/profile_summary.py; py-spy perturbs the numbers)")
+    ap.add_argument("--profile-native", action="store_true", help="with --profile: include native (C) frames")
+
+
+def parse_servers(ap: argparse.ArgumentParser, value: str) -> list[str]:
+    """The comma-separated --servers list; an unknown name is a usage error."""
+    servers = [s for s in value.split(",") if s]
+    for s in servers:
+        if s not in SERVERS:
+            ap.error(f"unknown server {s}")
+    return servers
 
 
 def split(total: int, parts: int) -> list[int]:

@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as c  # noqa: E402
-from fanout import percentile  # noqa: E402
+from fanout import delivery_stats  # noqa: E402
 
 
 class ClusterLoad(c.LoadClients):
@@ -147,22 +147,10 @@ def one_run(kind: str, args: argparse.Namespace, dsn: str, n_msgs: int, window: 
             c.stop(p)
         if schema:
             drop_schema(dsn, schema)
-    res = list(results.values())
-    received = sum(r["received"] - r["duplicates"] for r in res)
-    hist: dict[int, int] = {}
-    for r in res:
-        for bound, n in r["hist"]:
-            hist[bound] = hist.get(bound, 0) + n
-    merged = sorted([b, n] for b, n in hist.items())
-    first = min((r["firstSendUs"] for r in res if r["firstSendUs"]), default=0)
-    last = max((r["lastRecvUs"] for r in res), default=0)
-    span = (last - first) / 1e6 if first and last > first else wall
+    stats, span = delivery_stats(list(results.values()), wall, n_msgs * args.clients)
+    received = stats["delivered"]
     return {
-        "server": kind, "clients": args.clients, "delivered": received,
-        "rate": received / span if span > 0 else 0.0,
-        "p50": percentile(merged, 0.50), "p99": percentile(merged, 0.99),
-        "lost": n_msgs * args.clients - received,
-        "ooo": sum(r["outOfOrder"] for r in res), "dups": sum(r["duplicates"] for r in res),
+        "server": kind, "clients": args.clients, **stats,
         "cpu": cpu, "cpu_per_m": cpu / received * 1e6 if received else float("nan"),
         "pg_cpu": pg_cpu, "span": span, "timed_out": timed_out or not alive, "loadavg": c.loadavg(),
     }
@@ -228,7 +216,7 @@ def main() -> int:
     ap.add_argument("--servers", default="siopg,node")
     ap.add_argument("--phases", default="throughput,latency")
     ap.add_argument("--clients", type=int, default=1000)
-    ap.add_argument("--procs", type=int, default=2, help="load processes (process i -> server i % 2)")
+    ap.add_argument("--procs", type=int, default=2, help="load processes (process i -> server i %% 2)")
     ap.add_argument("--servers-per-cluster", type=int, default=2)
     ap.add_argument("--messages", type=int, default=1500)
     ap.add_argument("--window", type=int, default=30)

@@ -96,14 +96,9 @@ def main() -> int:
     ap.add_argument("--client-cpu", default="1")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--json", help="also write all runs to this file")
-    ap.add_argument("--profile", metavar="DIR", help="run py-spy on siopg during the ramp-up, raw stacks into DIR "
-                    "(summarise with bench/profile_summary.py; py-spy perturbs the numbers)")
-    ap.add_argument("--profile-native", action="store_true", help="with --profile: include native (C) frames")
+    c.add_profile_args(ap, "during the ramp-up")
     args = ap.parse_args()
-    servers = [s for s in args.servers.split(",") if s]
-    for s in servers:
-        if s not in c.SERVERS:
-            ap.error(f"unknown server {s}")
+    servers = c.parse_servers(ap, args.servers)
     limit = c.raise_nofile(args.clients + 4096)
     if limit < args.clients + 100:
         print(f"warning: open-files limit {limit} is below {args.clients} clients", file=sys.stderr)

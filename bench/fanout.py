@@ -50,6 +50,31 @@ def percentile(hist: list[list[int]], q: float) -> float:
     return hist[-1][0] / 1000
 
 
+def delivery_stats(res: list[dict[str, Any]], wall: float, expected: int) -> tuple[dict[str, Any], float]:
+    """Merge the load processes' reports: delivered, rate, p50, p99, lost, ooo, dups; and the span.
+
+    The span runs from the first send to the last receipt (wall time if a report lacks them).
+    """
+    received = sum(r["received"] - r["duplicates"] for r in res)
+    hist: dict[int, int] = {}
+    for r in res:
+        for bound, n in r["hist"]:
+            hist[bound] = hist.get(bound, 0) + n
+    merged = sorted([b, n] for b, n in hist.items())
+    first = min((r["firstSendUs"] for r in res if r["firstSendUs"]), default=0)
+    last = max((r["lastRecvUs"] for r in res), default=0)
+    span = (last - first) / 1e6 if first and last > first else wall
+    return {
+        "delivered": received,
+        "rate": received / span if span > 0 else 0.0,
+        "p50": percentile(merged, 0.50),
+        "p99": percentile(merged, 0.99),
+        "lost": expected - received,
+        "ooo": sum(r["outOfOrder"] for r in res),
+        "dups": sum(r["duplicates"] for r in res),
+    }, span
+
+
 def one_run(kind: str, args: argparse.Namespace, n_msgs: int, window: int, rate: float) -> dict[str, Any]:
     load_avg = c.loadavg()
     server, port = c.start_server(kind, "fanout", args.server_cpu)
@@ -90,26 +115,12 @@ def one_run(kind: str, args: argparse.Namespace, n_msgs: int, window: int, rate:
         c.stop(server)
 
     res = list(results.values())
-    received = sum(r["received"] - r["duplicates"] for r in res)
-    hist: dict[int, int] = {}
-    for r in res:
-        for bound, n in r["hist"]:
-            hist[bound] = hist.get(bound, 0) + n
-    merged = sorted([b, n] for b, n in hist.items())
-    first = min((r["firstSendUs"] for r in res if r["firstSendUs"]), default=0)
-    last = max((r["lastRecvUs"] for r in res), default=0)
-    span = (last - first) / 1e6 if first and last > first else wall
-    expected = n_msgs * args.clients
+    stats, span = delivery_stats(res, wall, n_msgs * args.clients)
+    received = stats["delivered"]
     return {
         "server": kind,
         "clients": args.clients,
-        "delivered": received,
-        "rate": received / span if span > 0 else 0.0,
-        "p50": percentile(merged, 0.50),
-        "p99": percentile(merged, 0.99),
-        "lost": expected - received,
-        "ooo": sum(r["outOfOrder"] for r in res),
-        "dups": sum(r["duplicates"] for r in res),
+        **stats,
         "disconnects": sum(r["disconnected"] for r in res),
         "cpu": cpu,
         "cpu_per_m": cpu / received * 1e6 if received else float("nan"),
@@ -199,14 +210,9 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=1.0, help="seconds between ramp-up and trigger")
     ap.add_argument("--timeout", type=float, default=120.0, help="per phase, seconds")
     ap.add_argument("--json", help="also write all runs to this file")
-    ap.add_argument("--profile", metavar="DIR", help="run py-spy on siopg during each measured window, raw stacks into DIR "
-                    "(summarise with bench/profile_summary.py; py-spy perturbs the numbers)")
-    ap.add_argument("--profile-native", action="store_true", help="with --profile: include native (C) frames")
+    c.add_profile_args(ap, "during each measured window")
     args = ap.parse_args()
-    servers = [s for s in args.servers.split(",") if s]
-    for s in servers:
-        if s not in c.SERVERS:
-            ap.error(f"unknown server {s}")
+    servers = c.parse_servers(ap, args.servers)
     phases = [p for p in args.phases.split(",") if p]
     for p in phases:
         if p not in ("throughput", "latency"):

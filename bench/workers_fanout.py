@@ -359,11 +359,8 @@ def main() -> int:
     ap.add_argument("--node-database-url", help="PostgreSQL for the Node cluster (default: siopg's, or the local test db)")
     ap.add_argument("--json", help="also write every run to this file")
     args = ap.parse_args()
-    args.servers = [s for s in args.servers.split(",") if s]
+    args.servers = c.parse_servers(ap, args.servers)
     args.modes = [m for m in args.modes.split(",") if m]
-    for s in args.servers:
-        if s not in c.SERVERS:
-            ap.error(f"unknown server {s}")
     for m in args.modes:
         if m not in MODES:
             ap.error(f"unknown mode {m}")

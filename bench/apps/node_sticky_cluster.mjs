@@ -13,6 +13,7 @@ import { Server } from "socket.io";
 import { createAdapter } from "@socket.io/postgres-adapter";
 import { setupMaster, setupWorker } from "@socket.io/sticky";
 import pg from "pg";
+import { Fanout, nowUs, sleep } from "./fanout_common.mjs";
 
 const port = Number(process.argv[2] || 3000);
 const workers = Number(process.argv[3] || 2);
@@ -53,59 +54,18 @@ async function runWorker() {
   io.adapter(createAdapter(pool, { channelPrefix: process.env.SIOPG_BENCH_CHANNEL || "socket.io" }));
   setupWorker(io);
 
-  const delivered = [];
-  let wake = null;
-  let running = false;
+  const fanout = new Fanout();
   let welcomeSeq = 0;
 
-  const nowUs = () => {
-    const [s, ns] = process.hrtime();
-    return s * 1e6 + Math.floor(ns / 1000);
-  };
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const onProgress = (m) => {
-    if (m.p >= 0 && m.p < delivered.length) delivered[m.p] = m.d;
-    if (wake) {
-      const w = wake;
-      wake = null;
-      w(true);
-    }
-  };
-  const waitProgress = (ms) =>
-    new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        wake = null;
-        resolve(false);
-      }, ms);
-      wake = (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      };
-    });
-
   async function run(cfg) {
-    const { n, procs } = cfg;
+    const n = cfg.n;
     const rateN = cfg.rate_n || 0;
-    let windowOn = cfg.window > 0;
-    delivered.length = 0;
-    for (let p = 0; p < procs.length; p++) delivered.push(0);
-    const minAvg = () => {
-      let m = Infinity;
-      for (let p = 0; p < procs.length; p++) m = Math.min(m, delivered[p] / procs[p]);
-      return m;
-    };
-    const emit = (seq, ph) => io.emit("tick", { seq, t: nowUs(), ph });
-    let seq = 0;
-    while (seq < n) {
-      while (seq < n && (!windowOn || seq - minAvg() < cfg.window)) emit(seq++, 0);
-      if (seq < n && !(await waitProgress(5000))) {
-        console.error("no progress for 5 s: window off");
-        windowOn = false;
-      }
-    }
+    fanout.reset(cfg.procs);
+    const emit = (seq, ph = 0) => io.emit("tick", { seq, t: nowUs(), ph });
+    await fanout.windowed(emit, n, cfg.window); // phase 0: throughput under a window
     if (rateN) {
-      const deadline = Date.now() + 30000;
-      while (minAvg() < n && Date.now() < deadline) await waitProgress(1000);
+      const deadline = Date.now() + 30000; // drain phase 0 before the paced phase
+      while (fanout.minAvg() < n && Date.now() < deadline) await fanout.waitProgress(1000);
       const t0 = nowUs();
       for (let i = 0; i < rateN; i++) {
         await sleep(Math.max(0, (t0 + (i * 1e6) / cfg.rate - nowUs()) / 1000));
@@ -115,21 +75,13 @@ async function runWorker() {
     io.emit("done", { n: n + rateN });
   }
 
-  io.on("progress", onProgress); // serverSideEmit from the other workers
+  io.on("progress", fanout.onProgress); // serverSideEmit from the other workers
   io.on("connection", (socket) => {
     socket.emit("welcome", { seq: welcomeSeq++ });
     socket.on("hello", (m, ack) => typeof ack === "function" && ack(m)); // client's first message
-    socket.on("start", (cfg) => {
-      if (running) return;
-      running = true;
-      run(cfg)
-        .catch((e) => console.error(e))
-        .finally(() => {
-          running = false;
-        });
-    });
+    socket.on("start", (cfg) => fanout.start(() => run(cfg)));
     socket.on("progress", (m) => {
-      onProgress(m);
+      fanout.onProgress(m);
       io.serverSideEmit("progress", m);
     });
   });

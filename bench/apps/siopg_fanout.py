@@ -12,13 +12,12 @@ Run: python -m siopg serve bench/apps/siopg_fanout.py:io --port PORT
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import signal
-import sys
-import time
 from typing import Any
+
+from _siopg_fanout_common import Fanout
 
 import siopg
 
@@ -88,81 +87,4 @@ def _batch_flushes() -> None:
 
 if os.environ.get("SIOPG_BENCH_BATCH_FLUSH"):
     _batch_flushes()
-_delivered: list[int] = []
-_progress = asyncio.Event()
-_running = False
-_tasks: set[asyncio.Task[None]] = set()
-
-
-def _now_us() -> int:
-    return time.monotonic_ns() // 1000
-
-
-async def _run(cfg: dict[str, Any]) -> None:
-    n: int = cfg["n"]
-    procs: list[int] = cfg["procs"]
-    window: int = cfg.get("window") or 0
-    rate: float = cfg.get("rate") or 0
-    pad = "x" * cfg["pad"] if cfg.get("pad") else None
-    window_on = window > 0
-    _delivered[:] = [0] * len(procs)
-
-    def min_avg() -> float:
-        return min(d / c for d, c in zip(_delivered, procs))
-
-    async def emit(seq: int) -> None:
-        msg: dict[str, Any] = {"seq": seq, "t": _now_us()}
-        if pad:
-            msg["pad"] = pad
-        await io.emit("tick", msg)
-
-    t0 = _now_us()
-    seq = 0
-    while seq < n:
-        if rate > 0:
-            due = min(n, int((_now_us() - t0) * rate / 1e6) + 1)
-            while seq < due:
-                await emit(seq)
-                seq += 1
-            next_us = t0 + seq * 1e6 / rate
-            await asyncio.sleep(max(0.0, (next_us - _now_us()) / 1e6))
-        else:
-            while seq < n and (not window_on or seq - min_avg() < window):
-                await emit(seq)
-                seq += 1
-            if seq < n:
-                _progress.clear()
-                try:
-                    await asyncio.wait_for(_progress.wait(), 5.0)
-                except asyncio.TimeoutError:
-                    print("no progress for 5 s: window off", file=sys.stderr)
-                    window_on = False
-    await io.emit("done", {"n": n})
-
-
-@io.on("connection")
-async def _on_connection(socket: siopg.Socket) -> None:
-    @socket.on("start")
-    async def _start(cfg: dict[str, Any], ack: Any = None) -> None:
-        global _running
-        if _running:
-            return
-        _running = True
-
-        async def go() -> None:
-            global _running
-            try:
-                await _run(cfg)
-            finally:
-                _running = False
-
-        task = asyncio.get_running_loop().create_task(go())
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
-
-    @socket.on("progress")
-    def _progress_report(m: dict[str, Any], ack: Any = None) -> None:
-        p = m["p"]
-        if p < len(_delivered):
-            _delivered[p] = m["d"]
-        _progress.set()
+Fanout().serve(io, forward=False)

@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import sys
 import time
 from typing import Any
+
+from _siopg_fanout_common import Fanout, now_us
 
 import siopg
 
@@ -36,67 +37,31 @@ io = siopg.Server(
 )
 
 _welcome_seq = itertools.count()
-_delivered: list[int] = []
-_progress = asyncio.Event()
-_running = False
-_tasks: set[asyncio.Task[None]] = set()
-
-
-def _now_us() -> int:
-    return time.monotonic_ns() // 1000
-
-
-def _on_progress(m: dict[str, Any]) -> None:
-    p = m["p"]
-    if 0 <= p < len(_delivered):
-        _delivered[p] = m["d"]
-    _progress.set()
-
-
-async def _wait_progress(timeout: float) -> bool:
-    _progress.clear()
-    try:
-        await asyncio.wait_for(_progress.wait(), timeout)
-        return True
-    except asyncio.TimeoutError:
-        return False
+_fanout = Fanout()
 
 
 async def _run(cfg: dict[str, Any]) -> None:
     n: int = cfg["n"]
     rate_n: int = cfg.get("rate_n") or 0
     rate: float = cfg.get("rate") or 0.0
-    procs: list[int] = cfg["procs"]
-    window: int = cfg.get("window") or 0
-    window_on = window > 0
-    _delivered[:] = [0] * len(procs)
+    _fanout.reset(cfg["procs"])
 
-    def min_avg() -> float:
-        return min(d / c for d, c in zip(_delivered, procs))
+    def emit(seq: int, ph: int = 0) -> None:
+        io.emit("tick", {"seq": seq, "t": now_us(), "ph": ph})
 
-    def emit(seq: int, ph: int) -> None:
-        io.emit("tick", {"seq": seq, "t": _now_us(), "ph": ph})
-
-    seq = 0
-    while seq < n:  # phase 0: throughput under a window
-        while seq < n and (not window_on or seq - min_avg() < window):
-            emit(seq, 0)
-            seq += 1
-        if seq < n and not await _wait_progress(5.0):
-            print("no progress for 5 s: window off", file=sys.stderr)
-            window_on = False
+    await _fanout.windowed(emit, n, cfg.get("window") or 0)  # phase 0: throughput under a window
     if rate_n:
         deadline = time.monotonic() + 30.0  # drain phase 0 before the paced phase
-        while min_avg() < n and time.monotonic() < deadline:
-            await _wait_progress(1.0)
-        t0 = _now_us()
+        while _fanout.min_avg() < n and time.monotonic() < deadline:
+            await _fanout.wait_progress(1.0)
+        t0 = now_us()
         for i in range(rate_n):  # phase 1: paced, for latency
-            await asyncio.sleep(max(0.0, (t0 + i * 1e6 / rate - _now_us()) / 1e6))
+            await asyncio.sleep(max(0.0, (t0 + i * 1e6 / rate - now_us()) / 1e6))
             emit(n + i, 1)
     io.emit("done", {"n": n + rate_n})
 
 
-io.on("progress", _on_progress)  # forwarded by the other workers
+io.on("progress", _fanout.on_progress)  # forwarded by the other workers
 
 
 @io.on("connection")
@@ -110,23 +75,9 @@ async def _on_connection(socket: siopg.Socket) -> None:
 
     @socket.on("start")
     def _start(cfg: dict[str, Any], ack: Any = None) -> None:
-        global _running
-        if _running:
-            return
-        _running = True
-
-        async def go() -> None:
-            global _running
-            try:
-                await _run(cfg)
-            finally:
-                _running = False
-
-        task = asyncio.get_running_loop().create_task(go())
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
+        _fanout.start(lambda: _run(cfg))
 
     @socket.on("progress")
     def _progress_report(m: dict[str, Any], ack: Any = None) -> None:
-        _on_progress(m)
+        _fanout.on_progress(m)
         io.server_side_emit("progress", m)

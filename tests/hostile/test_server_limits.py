@@ -52,7 +52,8 @@ async def test_dynamic_namespaces_are_bounded_by_default(server: ServerProcess) 
         assert msg.data.startswith("40/dyn-99999,{"), msg.data
         await ws.close()
     async with aiohttp.ClientSession() as session:
-        async with session.get(server.url + "/metrics") as resp:
-            if resp.status == 200:  # served only when the app exposes metrics
-                body = await resp.text()
-                assert "siopg_dynamic_namespaces_refused_total 5.0" in body, body[-2000:]
+        async with session.get(server.url + "/metrics") as resp:  # `siopg serve` exposes it
+            assert resp.status == 200
+            body = await resp.text()
+        assert "siopg_dynamic_namespaces_refused_total 5.0" in body, body[-2000:]
+        assert f"siopg_dynamic_namespaces {float(limit)}" in body, body[-2000:]

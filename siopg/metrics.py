@@ -134,7 +134,7 @@ async def aiohttp_handler(server: "Server", request: "web.Request") -> "web.Resp
     return web.Response(body=body, content_type=media.strip(), charset=charset)
 
 
-def _name_limit_families(server: "Server") -> Iterator[Any]:
+def _name_limit_families(server: Server) -> Iterator[Any]:
     """Names refused and dynamic namespaces (bounded by `max_dynamic_namespaces`)."""
     m = server.metrics
     for name, doc, value in (

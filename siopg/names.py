@@ -26,7 +26,8 @@ def check_name(value: object, kind: str = "name", max_bytes: int = DEFAULT_MAX_N
     Cheap for the common case (ASCII: no encoding needed), so it can sit on emit paths.
     """
     if not isinstance(value, str):
-        raise ValueError(f"{kind} must be a string, not {type(value).__name__}")
+        # ValueError, not TypeError: callers catch one error for every invalid name
+        raise ValueError(f"{kind} must be a string, not {type(value).__name__}")  # noqa: TRY004
     if value.isascii():
         size = len(value)
     else:

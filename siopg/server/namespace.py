@@ -11,11 +11,11 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from siopg._log import clip
 from siopg.adapter.base import BroadcastFlags, Session, SocketId
 from siopg.engine.message import OutgoingMessage, UncompressedMessage
-from siopg.parser import Packet, PacketType
-from siopg._log import clip
 from siopg.names import check_event_name
+from siopg.parser import Packet, PacketType
 from siopg.server.broadcast import BroadcastOperator
 from siopg.server.errors import AckTimeoutError
 from siopg.server.handlers import Done, call, takes_ack

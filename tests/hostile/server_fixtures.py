@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from e2e.conftest import ServerProcess, js, node_driver  # noqa: F401  (fixtures re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]

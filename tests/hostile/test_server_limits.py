@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-
 from e2e.conftest import ServerProcess
 
 from .server_fixtures import HOSTILE_APPS, serve

@@ -17,12 +17,15 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-
 from e2e.conftest import ServerProcess
 from e2e.jsclient import JsDriver
 from e2e.rawclient import RawClient
 
-from .server_fixtures import HOSTILE_APPS, ROOT, js, node_driver, recovery_server, serve  # noqa: F401
+from . import server_fixtures
+from .server_fixtures import ROOT, serve
+
+# fixtures this module uses (pytest finds them as module attributes)
+js, node_driver, recovery_server = server_fixtures.js, server_fixtures.node_driver, server_fixtures.recovery_server
 
 
 @pytest.fixture(scope="module")

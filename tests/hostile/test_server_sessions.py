@@ -14,12 +14,14 @@ import json
 from typing import Any
 
 import aiohttp
-
 from e2e.conftest import ServerProcess
 from e2e.jsclient import JsClient, JsDriver
 from e2e.rawclient import RawClient
 
-from .server_fixtures import js, node_driver, recovery_server  # noqa: F401
+from . import server_fixtures
+
+# fixtures this module uses (pytest finds them as module attributes)
+js, node_driver, recovery_server = server_fixtures.js, server_fixtures.node_driver, server_fixtures.recovery_server
 
 _unique = itertools.count(1)
 

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "apps"))
-import siopg  # noqa: E402
-from _common import build  # noqa: E402
+from _common import build
+
+import siopg
 
 io = build(connection_state_recovery=siopg.Recovery(max_disconnection_duration=60.0))
 

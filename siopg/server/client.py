@@ -43,7 +43,7 @@ class Client:
         try:
             packet = self.decoder.add(data)
         except ParseError as exc:
-            logger.debug("parse error from %s: %s", self.id, exc)
+            logger.debug("parse error from %s: %s", self.id, clip(str(exc)))
             self._close("parse error")
             return
         except Exception:  # a decoder bug must cost this connection only, never the server

@@ -19,31 +19,49 @@ CLIENT_JS = HERE.parent / "node_modules" / "socket.io-client" / "dist" / "socket
 io = siopg.Server(connection_state_recovery=siopg.Recovery())
 
 
+def clean(text: Any, limit: int) -> str:
+    """Client text made safe to store and relay: cut to `limit` characters, without NUL or
+    lone surrogates (Postgres text cannot hold them, so one bad value must not reach it)."""
+    text = str(text)[:limit].replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 @io.on("connection")
 async def on_connection(socket: siopg.Socket) -> None:
     if not socket.recovered:
-        socket.data["name"] = str(socket.handshake.auth.get("name") or f"guest-{socket.id[:4]}")
+        socket.data["name"] = clean(socket.handshake.auth.get("name") or f"guest-{socket.id[:4]}", 40)
 
     @socket.on("join")
     async def join(room: str, ack: Any = None) -> None:
-        room = str(room)[:40]
-        socket.join(room)
+        room = str(room)
+        try:
+            if len(room) > 40:
+                raise ValueError("room names are limited to 40 characters here")
+            socket.join(room)  # ValueError for a name siopg cannot carry (NUL, lone surrogate...)
+        except ValueError:
+            if ack:
+                ack({"error": "invalid room name"})
+            return
         await io.to(room).emit("system", f"{socket.data['name']} joined {room}")
         if ack:
             ack(sorted(r for r in socket.rooms if r != socket.id))
 
     @socket.on("leave")
     async def leave(room: str) -> None:
+        room = str(room)
+        if room not in socket.rooms or room == socket.id:
+            return  # never joined: nothing to leave (and nothing to announce)
         socket.leave(room)
         await io.to(room).emit("system", f"{socket.data['name']} left {room}")
 
     @socket.on("say")
     async def say(room: str, text: str, ack: Any = None) -> None:
-        if room not in socket.rooms:
+        room = str(room)
+        if room not in socket.rooms or room == socket.id:
             if ack:
                 ack({"error": "join the room first"})
             return
-        await io.to(room).emit("message", {"room": room, "from": socket.data["name"], "text": str(text)[:500]})
+        await io.to(room).emit("message", {"room": room, "from": socket.data["name"], "text": clean(text, 500)})
         if ack:
             ack({"ok": True})
 

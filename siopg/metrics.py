@@ -33,6 +33,8 @@ class Metrics:
         "recoveries_succeeded",
         "sessions_persisted",
         "engine_connections_total",
+        "invalid_names",
+        "dynamic_namespaces_refused",
     )
 
     def __init__(self) -> None:
@@ -43,6 +45,8 @@ class Metrics:
         self.recoveries_succeeded = 0
         self.sessions_persisted = 0
         self.engine_connections_total = 0
+        self.invalid_names = 0  # CONNECTs to an invalid namespace, EVENTs with an invalid name
+        self.dynamic_namespaces_refused = 0  # CONNECTs refused by max_dynamic_namespaces
 
 
 class _Collector:
@@ -92,6 +96,7 @@ class _Collector:
             rooms.add_metric([name], app_room_count(nsp.adapter))
         yield sockets
         yield rooms
+        yield from _name_limit_families(server)
 
 
 def app_room_count(adapter: Any) -> int:
@@ -127,3 +132,19 @@ async def aiohttp_handler(server: "Server", request: "web.Request") -> "web.Resp
     if "charset=" in params:
         charset = params.split("charset=", 1)[1].strip()
     return web.Response(body=body, content_type=media.strip(), charset=charset)
+
+
+def _name_limit_families(server: Server) -> Iterator[Any]:
+    """Names refused and dynamic namespaces (bounded by `max_dynamic_namespaces`)."""
+    m = server.metrics
+    for name, doc, value in (
+        ("siopg_invalid_names", "CONNECTs to an invalid namespace name and EVENTs with an invalid event name (connection closed)", m.invalid_names),
+        ("siopg_dynamic_namespaces_refused", "CONNECTs refused because max_dynamic_namespaces was reached", m.dynamic_namespaces_refused),
+    ):
+        family = CounterMetricFamily(name, doc)
+        family.add_metric([], value)
+        yield family
+    count = getattr(server, "dynamic_namespace_count", None)
+    gauge = GaugeMetricFamily("siopg_dynamic_namespaces", "Dynamic child namespaces that exist now")
+    gauge.add_metric([], count() if count is not None else 0)
+    yield gauge

@@ -53,6 +53,10 @@ class Session:
     rooms: list[Room]
     data: Any
     offset: str | None = None
+    # room -> the log offset current when the socket joined it (its own room's: the session
+    # start); a replay never includes a packet to a room from before the join. Optional: an
+    # adapter that does not track joins leaves it None (no filtering by join).
+    join_offsets: dict[Room, str] | None = None
 
 
 @dataclass(slots=True)
@@ -67,6 +71,7 @@ class RestoredSession:
     rooms: list[Room]
     data: Any
     missed_packets: list["Packet"]
+    join_offsets: dict[Room, str] | None = None  # kept by the restored socket (see Session)
 
 
 class NamespaceLike(Protocol):
@@ -199,3 +204,10 @@ class Adapter(abc.ABC):
     def current_offset(self) -> str | None:
         """The newest offset this adapter has handed out (used when a socket connects)."""
         return None
+
+    def join_offsets(self, sid: SocketId) -> dict[Room, str] | None:
+        """Room -> log offset current when `sid` joined it (None: joins are not tracked)."""
+        return None
+
+    def restore_join_offsets(self, sid: SocketId, offsets: dict[Room, str]) -> None:
+        """Give a restored socket's rooms back their original join offsets."""

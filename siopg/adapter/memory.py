@@ -14,7 +14,12 @@ SessionAwareAdapter:
   * replayed packets keep their offsets and a session is consumed by its restore, so a packet
     is never replayed twice;
   * expiry pops from the head of the log and of the session table (both are in time order),
-    so pruning costs O(expired) and needs no timer.
+    so pruning costs O(expired) and needs no timer;
+  * a replay holds only what the client could have been sent: each socket's join offset per
+    room is kept (the log head when it joined; its own room's is the session start), a client
+    offset older than the session start is clamped to it, and a packet to rooms is replayed
+    only if the session joined one of them before the packet (socket.io replays anything
+    after any offset the client names, filtered by the rooms it has at disconnect).
 """
 
 from __future__ import annotations
@@ -49,11 +54,34 @@ class _LogEntry(NamedTuple):
     at: float  # time.monotonic() when emitted
 
 
-def should_include(session_rooms: Iterable[Room], rooms: frozenset[Room], except_: frozenset[Room]) -> bool:
-    """Would a socket in `session_rooms` have received a packet sent to rooms/except?"""
+def should_include(
+    session_rooms: Iterable[Room],
+    rooms: frozenset[Room],
+    except_: frozenset[Room],
+    joins: dict[Room, int] | None = None,
+    offset: int = 0,
+) -> bool:
+    """Would a socket in `session_rooms` have received a packet sent to rooms/except?
+
+    With `joins` (room -> offset current when the socket joined it), only rooms joined before
+    the packet at `offset` count, for inclusion and exclusion alike: the socket was in them
+    when the packet was sent. A room without a recorded join counts as joined at the start.
+    """
     session_rooms = list(session_rooms)
+    if joins:
+        session_rooms = [r for r in session_rooms if joins.get(r, -1) < offset]
     included = not rooms or any(r in rooms for r in session_rooms)
     return included and not any(r in except_ for r in session_rooms)
+
+
+def _parse_joins(raw: dict[Room, str] | None) -> dict[Room, int] | None:
+    """Session.join_offsets (strings) as ints; None when absent or unreadable."""
+    if not raw:
+        return None
+    try:
+        return {room: int(value) for room, value in raw.items()}
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 class InMemoryAdapter(Adapter):
@@ -67,6 +95,8 @@ class InMemoryAdapter(Adapter):
         self._log: deque[_LogEntry] = deque()
         self._next_offset = 1  # offsets start at 1; "0" means "before anything"
         self._sessions: dict[str, tuple[Session, float]] = {}  # pid -> (session, persisted at); time order
+        # sid -> room -> log head when the socket joined the room (kept only with recovery)
+        self._joined: dict[SocketId, dict[Room, int]] = {}
 
     # room events -------------------------------------------------------------------------
     def on(self, event: str, handler: RoomListener) -> RoomListener:
@@ -97,8 +127,16 @@ class InMemoryAdapter(Adapter):
         if own is None:
             own = self.sids[sid] = set()
         listening = bool(self._listeners)
+        joined: dict[Room, int] | None = None
+        if self._window is not None:
+            joined = self._joined.get(sid)
+            if joined is None:
+                joined = self._joined[sid] = {}
+            head = self._log_head()
         for room in rooms:
             own.add(room)
+            if joined is not None and room not in joined:
+                joined[room] = head
             members = self.rooms.get(room)
             if members is None:
                 members = self.rooms[room] = set()
@@ -113,6 +151,9 @@ class InMemoryAdapter(Adapter):
         own = self.sids.get(sid)
         if own is not None:
             own.discard(room)
+        joined = self._joined.get(sid)
+        if joined is not None:
+            joined.pop(room, None)
         self._del(room, sid)
 
     def _del(self, room: Room, sid: SocketId) -> None:
@@ -129,6 +170,7 @@ class InMemoryAdapter(Adapter):
                 self._emit("delete-room", room)
 
     def delete_all(self, sid: SocketId) -> None:
+        self._joined.pop(sid, None)
         own = self.sids.pop(sid, None)
         if own is None:
             return
@@ -245,6 +287,26 @@ class InMemoryAdapter(Adapter):
             return None
         return str(self._next_offset - 1)
 
+    def _log_head(self) -> int:
+        """The newest log offset this adapter has delivered locally: what a socket joining a
+        room now is past (a cluster adapter with its own log overrides this)."""
+        return self._next_offset - 1
+
+    def join_offsets(self, sid: SocketId) -> dict[Room, str] | None:
+        if self._window is None:
+            return None
+        joined = self._joined.get(sid)
+        return {room: str(offset) for room, offset in joined.items()} if joined else None
+
+    def restore_join_offsets(self, sid: SocketId, offsets: dict[Room, str]) -> None:
+        joined = self._joined.get(sid)
+        parsed = _parse_joins(offsets)
+        if joined is None or parsed is None:
+            return
+        for room, offset in parsed.items():
+            if room in joined:
+                joined[room] = offset
+
     async def persist_session(self, session: Session) -> None:
         if self._window is None:
             return
@@ -272,6 +334,10 @@ class InMemoryAdapter(Adapter):
         first = self._log[0].offset if self._log else self._next_offset
         if base > head or base < 0:
             return None  # not an offset of this log (another process or a forged value)
+        joins = _parse_joins(session.join_offsets)
+        start = joins.get(session.sid) if joins else None
+        if start is not None and base < start:
+            base = start  # nothing from before the session itself, whatever offset is named
         if base < first - 1 and offset is not None:
             return None  # packets after the client's offset have expired: cannot recover exactly
         # With no client offset the client got no offset-bearing event since `session.offset`,
@@ -280,7 +346,7 @@ class InMemoryAdapter(Adapter):
         for entry in reversed(self._log):  # newest first: cost is O(packets after base)
             if entry.offset <= base:
                 break
-            if should_include(session.rooms, entry.rooms, entry.except_):
+            if should_include(session.rooms, entry.rooms, entry.except_, joins, entry.offset):
                 missed.append(Packet(PacketType.EVENT, self.nsp.name, list(entry.data), None))
         missed.reverse()
         return RestoredSession(
@@ -289,6 +355,7 @@ class InMemoryAdapter(Adapter):
             rooms=list(session.rooms),
             data=session.data,
             missed_packets=missed,
+            join_offsets=session.join_offsets,
         )
 
     def _prune_log(self, now: float) -> None:
@@ -311,3 +378,4 @@ class InMemoryAdapter(Adapter):
     async def close(self) -> None:
         self._log.clear()
         self._sessions.clear()
+        self._joined.clear()

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions
+from siopg.names import check_event_name, check_name
 from siopg.parser import Packet, PacketType
 from siopg.server.errors import AckTimeoutError
 from siopg.server.handlers import DONE, Done
@@ -23,10 +24,14 @@ logger = logging.getLogger("siopg.server")
 _NO_FLAGS = BroadcastFlags()
 
 
-def _rooms(room: str | Iterable[str]) -> frozenset[str]:
+def _rooms(room: str | Iterable[str], max_bytes: int) -> frozenset[str]:
+    """The room(s) as a frozenset; ValueError for a name siopg cannot carry (see siopg.names)."""
     if isinstance(room, str):
-        return frozenset((room,))
-    return frozenset(room)
+        return frozenset((check_name(room, "room", max_bytes),))
+    rooms = frozenset(room)
+    for name in rooms:
+        check_name(name, "room", max_bytes)
+    return rooms
 
 
 class BroadcastOperator:
@@ -54,12 +59,14 @@ class BroadcastOperator:
 
     # modifiers ---------------------------------------------------------------------------
     def to(self, room: str | Iterable[str]) -> "BroadcastOperator":
-        return self.__class__(self.nsp, self.rooms | _rooms(room), self.except_rooms, self.flags, self._single)
+        rooms = _rooms(room, self.nsp.server.max_room_length)
+        return self.__class__(self.nsp, self.rooms | rooms, self.except_rooms, self.flags, self._single)
 
     in_ = to
 
     def except_(self, room: str | Iterable[str]) -> "BroadcastOperator":
-        return self.__class__(self.nsp, self.rooms, self.except_rooms | _rooms(room), self.flags, self._single)
+        rooms = _rooms(room, self.nsp.server.max_room_length)
+        return self.__class__(self.nsp, self.rooms, self.except_rooms | rooms, self.flags, self._single)
 
     def _with(self, **changes: Any) -> "BroadcastOperator":
         f = self.flags
@@ -96,6 +103,7 @@ class BroadcastOperator:
         """
         if event in RESERVED_EVENTS:
             raise ValueError(f'"{event}" is a reserved event name')
+        check_event_name(event, self.nsp.server.max_event_name_length)
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args], None)
         if callback is None:
             self.nsp.server.metrics.broadcasts += 1
@@ -202,11 +210,11 @@ class BroadcastOperator:
         return await self.adapter.fetch_sockets(self._opts)
 
     def sockets_join(self, room: str | Iterable[str]) -> Done:
-        self.adapter.add_sockets(self._opts, sorted(_rooms(room)))
+        self.adapter.add_sockets(self._opts, sorted(_rooms(room, self.nsp.server.max_room_length)))
         return DONE
 
     def sockets_leave(self, room: str | Iterable[str]) -> Done:
-        self.adapter.del_sockets(self._opts, sorted(_rooms(room)))
+        self.adapter.del_sockets(self._opts, sorted(_rooms(room, self.nsp.server.max_room_length)))
         return DONE
 
     def disconnect_sockets(self, close: bool = False) -> Done:

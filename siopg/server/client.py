@@ -6,8 +6,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
+from siopg._log import clip
 from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.parser import Packet, PacketType, ParseError
+from siopg.server.errors import TooManyNamespaces
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.server import Server
@@ -41,7 +43,7 @@ class Client:
         try:
             packet = self.decoder.add(data)
         except ParseError as exc:
-            logger.debug("parse error from %s: %s", self.id, exc)
+            logger.debug("parse error from %s: %s", self.id, clip(str(exc)))
             self._close("parse error")
             return
         except Exception:  # a decoder bug must cost this connection only, never the server
@@ -65,28 +67,45 @@ class Client:
                 socket._on_packet(packet)
             return
         if ptype == PacketType.CONNECT:
+            if not self.server.valid_namespace_name(nsp):
+                # checked before any matcher runs or any child namespace is made
+                self.server.metrics.invalid_names += 1
+                self._packet(Packet(PacketType.CONNECT_ERROR, nsp, {"message": "Invalid namespace"}, None))
+                return
             connecting = self._connecting
             if connecting is None:  # made on demand: most connections are idle afterwards
                 connecting = self._connecting = set()
             elif nsp in connecting:
                 return  # a duplicate CONNECT while the first one is being handled
             auth = packet.data if isinstance(packet.data, dict) else {}
+            pid = offset = None
+            if self.server.recovery is not None:
+                # recovery credentials: never kept in handshake.auth, which leaves the process
+                # (fetch_sockets details); the pid is the session's secret
+                pid = auth.pop("pid", None)
+                offset = auth.pop("offset", None)
             connecting.add(nsp)
-            self.server._tasks.spawn(self._connect(nsp, auth), f"connect {nsp}")
+            self.server._tasks.spawn(self._connect(nsp, auth, pid, offset), f"connect {clip(nsp)}")
         elif ptype == PacketType.CONNECT_ERROR:
             self._close("parse error")
         # EVENT/ACK/DISCONNECT for a namespace this client is not in (for example, one the
         # server just left it from): drop them; the client will learn from our DISCONNECT.
 
-    async def _connect(self, name: str, auth: dict[str, Any]) -> None:
+    async def _connect(self, name: str, auth: dict[str, Any], pid: Any = None, offset: Any = None) -> None:
         try:
-            nsp = await self.server._namespace_for(name, auth)
+            try:
+                nsp = await self.server._namespace_for(name, auth)
+            except TooManyNamespaces:
+                if not self.closed:
+                    message = {"message": "Too many namespaces: the server's limit of dynamic namespaces is reached"}
+                    self._packet(Packet(PacketType.CONNECT_ERROR, name, message, None))
+                return
             if self.closed:
                 return
             if nsp is None:
                 self._packet(Packet(PacketType.CONNECT_ERROR, name, {"message": "Invalid namespace"}, None))
                 return
-            await nsp._add(self, auth)
+            await nsp._add(self, auth, pid, offset)
         finally:
             connecting = self._connecting
             if connecting is not None:

@@ -28,3 +28,7 @@ class AckTimeoutError(TimeoutError):
     def __init__(self, message: str = "operation has timed out", responses: list[Any] | None = None) -> None:
         super().__init__(message)
         self.responses: list[Any] = responses if responses is not None else []
+
+
+class TooManyNamespaces(Exception):
+    """A client's CONNECT would create a dynamic namespace past `max_dynamic_namespaces`."""

@@ -11,8 +11,10 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from siopg._log import clip
 from siopg.adapter.base import BroadcastFlags, Session, SocketId
 from siopg.engine.message import OutgoingMessage, UncompressedMessage
+from siopg.names import check_event_name
 from siopg.parser import Packet, PacketType
 from siopg.server.broadcast import BroadcastOperator
 from siopg.server.errors import AckTimeoutError
@@ -142,12 +144,14 @@ class Namespace:
         """Send to the namespace listeners of the other servers (not this one)."""
         if event in RESERVED_EVENTS or event == "connection":
             raise ValueError(f'"{event}" is a reserved event name')
+        check_event_name(event, self.server.max_event_name_length)
         self.adapter.server_side_emit([event, *args])
 
     async def server_side_emit_with_ack(self, event: str, *args: Any, timeout: float | None = None) -> list[Any]:
         """Like server_side_emit; returns every other server's answer (raises AckTimeoutError)."""
         if event in RESERVED_EVENTS or event == "connection":
             raise ValueError(f'"{event}" is a reserved event name')
+        check_event_name(event, self.server.max_event_name_length)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def ack(responses: Any) -> None:
@@ -284,22 +288,24 @@ class Namespace:
 
         for fn in list(handlers):
             call(self.server._tasks, fn, rest, reply if ack is not None and takes_ack(fn) else None,
-                 what=f"server-side {event!r} handler")
+                 what=f"server-side {clip(event, 60)} handler")
 
     # connections -------------------------------------------------------------------------
-    async def _add(self, client: "Client", auth: dict[str, Any]) -> None:
-        """Handle a CONNECT: maybe restore a session, run middlewares, then connect or refuse."""
+    async def _add(self, client: "Client", auth: dict[str, Any], pid: Any = None, offset: Any = None) -> None:
+        """Handle a CONNECT: maybe restore a session, run middlewares, then connect or refuse.
+
+        `pid`/`offset` are the recovery credentials the client sent (taken out of `auth`)."""
         self._joining += 1
         try:
-            await self._connect_socket(client, auth)
+            await self._connect_socket(client, auth, pid, offset)
         finally:
             self._joining -= 1
             if self._parent is not None:
                 self._parent._child_emptied(self)
 
-    async def _connect_socket(self, client: "Client", auth: dict[str, Any]) -> None:
+    async def _connect_socket(self, client: "Client", auth: dict[str, Any], pid: Any, offset: Any) -> None:
         await self._ensure_ready()
-        socket = await self._create_socket(client, auth)
+        socket = await self._create_socket(client, auth, pid, offset)
         if client.closed:
             socket._cleanup()
             return
@@ -315,18 +321,20 @@ class Namespace:
                 return
         self._do_connect(client, socket)
 
-    async def _create_socket(self, client: "Client", auth: dict[str, Any]) -> Socket:
-        pid = auth.get("pid")
-        offset = auth.get("offset")
+    async def _create_socket(self, client: "Client", auth: dict[str, Any], pid: Any = None, offset: Any = None) -> Socket:
         if self.recovery is not None and isinstance(pid, str):
             offset = offset if isinstance(offset, str) else None
             metrics = self.server.metrics
             metrics.recoveries_attempted += 1
             live = self._by_pid.get(pid)
             if live is not None and live.client is not client and live.connected:
-                # The client reconnected before this server noticed its old transport died:
-                # end the old socket as if its transport closed, then recover from that.
-                live._on_close("transport close", "superseded by a new connection")
+                # The newest connection presenting the pid takes the session over (the pid is
+                # the secret; usually the client reconnected before this server noticed its old
+                # transport died). The old socket's state is captured and persisted, then its
+                # connection is closed, so a client still behind it notices (and reconnects)
+                # instead of having its events dropped silently.
+                live._on_close("forced server close", "superseded by a new connection")
+                live.client._close("forced server close")
                 if live._persisting is not None:
                     await asyncio.wait([live._persisting])
             try:
@@ -336,7 +344,10 @@ class Namespace:
                 restored = None
             if restored is not None and client.closed:
                 # gone while restoring: put the (consumed) session back for the next attempt
-                session = Session(restored.sid, restored.pid, self.name, restored.rooms, restored.data, offset)
+                session = Session(
+                    restored.sid, restored.pid, self.name, restored.rooms, restored.data, offset,
+                    join_offsets=restored.join_offsets,
+                )
                 await self.adapter.persist_session(session)
                 restored = None
             if restored is not None:
@@ -387,7 +398,7 @@ class Namespace:
         try:
             await self.adapter.close()
         except Exception:
-            logger.exception("closing the adapter of %s failed", self.name)
+            logger.exception("closing the adapter of %s failed", clip(self.name))
 
 
 def _log_failure(fut: "asyncio.Future[Any]") -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from siopg.names import RESERVED_EVENTS
+
+__all__ = ["RECOVERABLE_REASONS", "RESERVED_EVENTS", "Recovery"]
+
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
@@ -32,9 +36,4 @@ RECOVERABLE_REASONS = frozenset(
         "server shutting down",
         "forced server close",
     }
-)
-
-# Event names a user may not emit: they mean something to the protocol or the API.
-RESERVED_EVENTS = frozenset(
-    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
 )

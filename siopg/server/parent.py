@@ -15,7 +15,9 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from siopg.server.broadcast import BroadcastOperator
+from siopg._log import clip
+from siopg.names import check_event_name
+from siopg.server.broadcast import BroadcastOperator, _rooms
 from siopg.server.errors import AckTimeoutError
 from siopg.server.handlers import DONE, Done
 from siopg.server.namespace import Namespace, NamespaceMatcher
@@ -87,11 +89,15 @@ class ParentNamespace(Namespace):
             return
         if child.sockets or child._preconnect or child._joining:
             return
+        self._forget_child(child)
+
+    def _forget_child(self, child: Namespace) -> None:
+        """Drop an empty child: the server forgets its name and its adapter is closed."""
         self.children.discard(child)
         nsps = self.server._nsps
         if nsps.get(child.name) is child:
             del nsps[child.name]
-        self.server._tasks.spawn(child._close_adapter(), f"close namespace {child.name}")
+        self.server._tasks.spawn(child._close_adapter(), f"close namespace {clip(child.name)}")
 
 
 class ParentBroadcastOperator(BroadcastOperator):
@@ -109,6 +115,7 @@ class ParentBroadcastOperator(BroadcastOperator):
     def emit(self, event: str, *args: Any, callback: Callable[[Any, Any], Any] | None = None) -> Done:
         if event in RESERVED_EVENTS:
             raise ValueError(f'"{event}" is a reserved event name')
+        check_event_name(event, self.nsp.server.max_event_name_length)
         operators = self._per_child()
         if callback is None:
             for op in operators:
@@ -155,13 +162,13 @@ class ParentBroadcastOperator(BroadcastOperator):
         return found
 
     def sockets_join(self, room: str | Iterable[str]) -> Done:
-        rooms = [room] if isinstance(room, str) else list(room)
+        rooms = sorted(_rooms(room, self.nsp.server.max_room_length))
         for op in self._per_child():
             op.sockets_join(rooms)
         return DONE
 
     def sockets_leave(self, room: str | Iterable[str]) -> Done:
-        rooms = [room] if isinstance(room, str) else list(room)
+        rooms = sorted(_rooms(room, self.nsp.server.max_room_length))
         for op in self._per_child():
             op.sockets_leave(rooms)
         return DONE

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions
-from siopg.server.broadcast import BroadcastOperator
+from siopg.server.broadcast import BroadcastOperator, _rooms
 from siopg.server.handlers import DONE, Done
 
 
@@ -48,11 +48,11 @@ class RemoteSocket:
         return BroadcastOptions(rooms=frozenset((self.id,)))
 
     def join(self, room: str | Iterable[str]) -> Done:
-        self.nsp.adapter.add_sockets(self._opts(), [room] if isinstance(room, str) else list(room))
+        self.nsp.adapter.add_sockets(self._opts(), sorted(_rooms(room, self.nsp.server.max_room_length)))
         return DONE
 
     def leave(self, room: str | Iterable[str]) -> Done:
-        self.nsp.adapter.del_sockets(self._opts(), [room] if isinstance(room, str) else list(room))
+        self.nsp.adapter.del_sockets(self._opts(), sorted(_rooms(room, self.nsp.server.max_room_length)))
         return DONE
 
     def disconnect(self, close: bool = False) -> Done:

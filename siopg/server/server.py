@@ -8,12 +8,15 @@ import re
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
+from siopg._log import clip
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.engine import EngineOptions, EngineServer
 from siopg.metrics import Metrics, aiohttp_handler, make_registry
+from siopg.names import DEFAULT_MAX_NAME_BYTES, check_name
 from siopg.parser import get_parser
 from siopg.server.broadcast import BroadcastOperator
 from siopg.server.client import Client
+from siopg.server.errors import TooManyNamespaces
 from siopg.server.handlers import Done, TaskSet
 from siopg.server.namespace import Namespace, NamespaceMatcher
 from siopg.server.parent import ParentNamespace
@@ -46,6 +49,10 @@ class Server:
         connection_state_recovery: Recovery | bool | None = None,
         adapter: Callable[[Any], Any] | None = None,
         cleanup_empty_child_namespaces: bool = False,
+        max_namespace_length: int = DEFAULT_MAX_NAME_BYTES,
+        max_room_length: int = DEFAULT_MAX_NAME_BYTES,
+        max_event_name_length: int = DEFAULT_MAX_NAME_BYTES,
+        max_dynamic_namespaces: int = 1000,
     ) -> None:
         if connection_state_recovery is True:
             connection_state_recovery = Recovery()
@@ -55,6 +62,21 @@ class Server:
             raise TypeError("connection_state_recovery must be a siopg.Recovery, True or None")
         if connect_timeout <= 0:
             raise ValueError("connect_timeout must be positive")
+        for option, value in (
+            ("max_namespace_length", max_namespace_length),
+            ("max_room_length", max_room_length),
+            ("max_event_name_length", max_event_name_length),
+            ("max_dynamic_namespaces", max_dynamic_namespaces),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{option} must be a positive integer")
+        # Names are bounded in UTF-8 bytes (NUL and lone surrogates refused): see siopg.names
+        # and docs/limits-server.md for what a client sees when it sends a bad one.
+        self.max_namespace_length = max_namespace_length
+        self.max_room_length = max_room_length
+        self.max_event_name_length = max_event_name_length
+        # dynamic child namespaces alive at once, over every parent (clients create them)
+        self.max_dynamic_namespaces = max_dynamic_namespaces
         self.recovery: Recovery | None = connection_state_recovery
         self.connect_timeout = connect_timeout
         # forget a dynamic namespace's child once its last socket left (socket.io's option)
@@ -148,6 +170,7 @@ class Server:
         if isinstance(name, str):
             if not name.startswith("/"):
                 name = "/" + name
+            check_name(name, "namespace", self.max_namespace_length)
             nsp = self._nsps.get(name)
             if nsp is None:
                 nsp = Namespace(self, name)
@@ -172,8 +195,24 @@ class Server:
     def _make_adapter(self, nsp: Namespace) -> Any:
         return self._adapter_factory(nsp)
 
+    def valid_namespace_name(self, name: object) -> bool:
+        """Whether a client may name this namespace (length, no NUL, no lone surrogate)."""
+        try:
+            check_name(name, "namespace", self.max_namespace_length)
+        except ValueError:
+            return False
+        return True
+
+    def dynamic_namespace_count(self) -> int:
+        """Child namespaces of dynamic parents that currently exist (bounded by the option)."""
+        return sum(len(parent.children) for parent in self._parents)
+
     async def _namespace_for(self, name: str, auth: dict[str, Any]) -> Namespace | None:
-        """An existing namespace, or a child of the first dynamic parent that accepts `name`."""
+        """An existing namespace, or a child of the first dynamic parent that accepts `name`.
+
+        Raises TooManyNamespaces when a new child would pass `max_dynamic_namespaces` and no
+        empty child can be forgotten to make room. The caller validated `name` already.
+        """
         nsp = self._nsps.get(name)
         if nsp is not None:
             return nsp
@@ -181,17 +220,31 @@ class Server:
             try:
                 ok = await parent.matches(name, auth)
             except Exception:
-                logger.exception("dynamic namespace matcher failed for %r", name)
+                logger.exception("dynamic namespace matcher failed for %s", clip(name))
                 ok = False
             if ok:
                 existing = self._nsps.get(name)  # created meanwhile by another connection
                 if existing is not None:
                     return existing
+                if self.dynamic_namespace_count() >= self.max_dynamic_namespaces and not self._forget_an_empty_child():
+                    self.metrics.dynamic_namespaces_refused += 1
+                    raise TooManyNamespaces(name)
                 child = parent.create_child(name)
                 self._nsps[name] = child
                 self._maybe_init(child)
                 return child
         return None
+
+    def _forget_an_empty_child(self) -> bool:
+        """Forget the oldest dynamic child with no socket and no connection being set up (as
+        `cleanup_empty_child_namespaces` would have): the limit then bounds memory without
+        letting abandoned names lock new ones out. False when every child is in use."""
+        for nsp in list(self._nsps.values()):
+            parent = nsp._parent
+            if parent is not None and not (nsp.sockets or nsp._preconnect or nsp._joining):
+                parent._forget_child(nsp)
+                return True
+        return False
 
     # "/" shortcuts -----------------------------------------------------------------------
     def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:

@@ -9,7 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from siopg._log import clip
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions, RestoredSession, Session
+from siopg.names import check_event_name, check_name, is_valid_name
 from siopg.parser import Packet, PacketType
 from siopg.server.errors import AckTimeoutError
 from siopg.server.handlers import DONE, Done, call
@@ -149,6 +151,12 @@ class Socket:
             else:
                 self._offset_base = self.adapter.current_offset()
             self.adapter.add_all(self.id, restored.rooms)
+            if restored.join_offsets:
+                # restored rooms keep their original join offsets: a later replay still holds
+                # nothing from before the socket joined them
+                restore = getattr(self.adapter, "restore_join_offsets", None)
+                if restore is not None:
+                    restore(self.id, restored.join_offsets)
         else:
             self.id = new_id()
             self.pid = new_id() if recovery is not None else None
@@ -255,6 +263,7 @@ class Socket:
     ) -> Done:
         if event in RESERVED_EVENTS:
             raise ValueError(f'"{event}" is a reserved event name')
+        check_event_name(event, self.server.max_event_name_length)
         if not self.connected and self._pending is None:
             return DONE  # never raises for a closed socket
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args], None)
@@ -355,11 +364,18 @@ class Socket:
 
     # rooms -------------------------------------------------------------------------------
     def join(self, rooms: str | list[str]) -> None:
+        """Join one room or several; ValueError (and no room joined) if a name is invalid:
+        not a string, over the server's `max_room_length` UTF-8 bytes, NUL or lone surrogate."""
+        names = [rooms] if isinstance(rooms, str) else list(rooms)
+        limit = self.server.max_room_length
+        for room in names:
+            check_name(room, "room", limit)
         if not self._joining_allowed:
             return
-        self.adapter.add_all(self.id, [rooms] if isinstance(rooms, str) else rooms)
+        self.adapter.add_all(self.id, names)
 
     def leave(self, room: str) -> None:
+        check_name(room, "room", self.server.max_room_length)
         if self._detached:
             return
         self.adapter.delete(self.id, room)
@@ -384,6 +400,12 @@ class Socket:
         data = packet.data
         if not isinstance(data, list) or not data or not isinstance(data[0], (str, int)):
             return  # the parser validates this; be defensive anyway
+        if isinstance(data[0], str) and not is_valid_name(data[0], self.server.max_event_name_length):
+            # an event name siopg cannot carry: a malformed packet, as for the parser's checks
+            self.server.metrics.invalid_names += 1
+            logger.debug("invalid event name %s from %s: closing", clip(data[0]), self.client.id)
+            self.client._close("parse error")
+            return
         self.server.metrics.packets_in += 1
         ack = self._make_ack(packet.id) if packet.id is not None else None
         if self._any:
@@ -412,7 +434,7 @@ class Socket:
             return
         args = data[1:]
         for fn in list(handlers):
-            call(self.server._tasks, fn, args, ack, what=f"{event!r} handler")
+            call(self.server._tasks, fn, args, ack, what=f"{clip(event, 60)} handler")
 
     def _make_ack(self, ack_id: int) -> Callable[..., None]:
         sent = False
@@ -467,6 +489,7 @@ class Socket:
         self._emit_reserved("disconnect", reason, description)
 
     def _session(self) -> Session:
+        join_offsets = getattr(self.adapter, "join_offsets", None)
         return Session(
             sid=self.id,
             pid=self.pid or "",
@@ -474,6 +497,7 @@ class Socket:
             rooms=list(self.rooms),
             data=self.data,
             offset=self._offset_base,
+            join_offsets=join_offsets(self.id) if join_offsets is not None else None,
         )
 
     async def _persist_before_shutdown(self) -> None:

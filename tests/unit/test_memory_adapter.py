@@ -187,3 +187,38 @@ async def test_broadcast_with_ack_counts_and_server_side_emit() -> None:
     a.server_side_emit(["ev", 1], got.append)
     await asyncio.sleep(0)
     assert got == [[]]
+
+
+async def test_join_offsets_bound_the_replay() -> None:
+    """Issue 7 finding 5: nothing from before the session, nothing to a room from before the
+    socket joined it; the except check counts only rooms joined before the packet too."""
+    a = recovering()
+    a.broadcast(event("before-session"), opts())  # 1
+    a.add_all("s", ["s"])  # session start: 1
+    a.broadcast(event("to-red-before-join"), opts(["red"]))  # 2
+    a.add_all("s", ["red"])  # joined red at 2
+    a.broadcast(event("to-red"), opts(["red"]))  # 3
+    a.broadcast(event("all-but-blue"), opts([], ["blue"]))  # 4: s joins blue only afterwards
+    a.add_all("s", ["blue", "red"])  # blue at 4; red keeps its first join offset
+    a.broadcast(event("all-but-blue-2"), opts([], ["blue"]))  # 5: s is in blue now
+    assert a.join_offsets("s") == {"s": "1", "red": "2", "blue": "4"}
+    session = Session("s", "p", "/", ["s", "red", "blue"], None, offset="1", join_offsets=a.join_offsets("s"))
+    a.delete_all("s")
+    assert a.join_offsets("s") is None and a._joined == {}
+    await a.persist_session(session)
+    restored = await a.restore_session("p", "0")  # older than the session: clamped to 1
+    assert restored is not None
+    assert [p.data[0] for p in restored.missed_packets] == ["to-red", "all-but-blue"]
+    assert restored.join_offsets == {"s": "1", "red": "2", "blue": "4"}
+
+
+async def test_restored_rooms_keep_their_join_offsets_and_leave_forgets() -> None:
+    a = recovering()
+    a.broadcast(event("x"), opts())
+    a.broadcast(event("y"), opts())
+    a.add_all("s", ["s", "red"])
+    a.restore_join_offsets("s", {"s": "0", "red": "1", "gone": "0"})
+    assert a.join_offsets("s") == {"s": "0", "red": "1"}  # rooms it is not in are ignored
+    a.delete("s", "red")
+    assert a.join_offsets("s") == {"s": "0"}
+    assert InMemoryAdapter(FakeNamespace()).join_offsets("s") is None  # recovery off: not tracked

@@ -196,12 +196,13 @@ async def test_stale_transport_does_not_tear_down_restored_socket_gh4880(io):
     restored = t.sockets[1]
     assert restored.recovered and restored.id == old.id
     assert io.sockets.sockets[old.id] is restored
-    assert [(s, r) for s, r in disconnects] == [(old, "transport close")]  # superseded once
+    assert [(s, r) for s, r in disconnects] == [(old, "forced server close")]  # superseded once
+    assert stale.conn.closed_with == "forced close"  # the superseded connection is closed
     stale.conn.drop("ping timeout")  # the old transport times out only now
     await settle()
     assert io.sockets.sockets.get(old.id) is restored
     assert restored.connected and restored.rooms == {old.id, "room"}
-    assert [(s, r) for s, r in disconnects] == [(old, "transport close")]  # nothing more
+    assert [(s, r) for s, r in disconnects] == [(old, "forced server close")]  # nothing more
     io.to("room").emit("still-here")
     assert fresh.events("still-here")
 
@@ -296,11 +297,12 @@ async def test_reconnect_before_old_transport_is_noticed_takes_over(io):
     assert [p.data[0] for p in packets[1:]] == ["lost-in-dead-transport"]
     restored = t.sockets[1]
     assert restored.recovered and restored.rooms == {old.id, "room"}
-    assert reasons == [(old, "transport close")]
+    assert reasons == [(old, "forced server close")]
+    assert old_client.conn.closed_with == "forced close"  # closed, so a live client notices
     old_client.conn.drop("ping timeout")  # noticed only now: nothing more happens
     await settle()
     assert io.sockets.sockets[old.id] is restored and restored.connected
-    assert reasons == [(old, "transport close")]
+    assert reasons == [(old, "forced server close")]
 
 
 async def test_shutdown_persists_before_clients_are_told():

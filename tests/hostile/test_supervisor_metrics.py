@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import aiohttp
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
-from hostile.supervisor_helpers import DYNAMIC_APP, http_raw, private_database, supervisors  # noqa: F401
+from hostile.supervisor_helpers import (  # noqa: F401
+    DYNAMIC_APP,
+    http_raw,
+    private_database,
+    supervisors,
+)
 from siopg.metrics import MAX_LABEL_BYTES
 from siopg.supervisor.sid import worker_of
 
@@ -33,7 +37,7 @@ async def _open_namespaces(url: str, names: list[str]) -> tuple[int, set[str]]:
     """
     ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
     accepted: set[str] = set()
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession() as session:  # noqa: SIM117 - ws_connect needs the session
         async with session.ws_connect(ws_url, max_msg_size=0) as ws:
             opening = await ws.receive_str(timeout=10)
             assert opening.startswith("0"), opening
@@ -69,7 +73,7 @@ def _scrape(port: int) -> dict[str, object]:
     return {f.name: f for f in text_string_to_metric_families(body.decode())}
 
 
-def test_a_scrape_of_huge_metrics_ends_no_worker_and_labels_stay_bounded(supervisors, private_database, tmp_path):
+def test_a_scrape_of_huge_metrics_ends_no_worker_and_labels_stay_bounded(supervisors, private_database, tmp_path):  # noqa: F811 - fixtures
     app = tmp_path / "dyn_app.py"
     app.write_text(DYNAMIC_APP)
     sv = supervisors(f"{app}:io", 2, "--database-url", private_database, "--metrics")

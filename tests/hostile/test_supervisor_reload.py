@@ -13,7 +13,13 @@ import signal
 
 import socketio
 
-from hostile.supervisor_helpers import DYNAMIC_APP, http_raw, private_database, supervisors, wait_until  # noqa: F401
+from hostile.supervisor_helpers import (  # noqa: F401
+    DYNAMIC_APP,
+    http_raw,
+    private_database,
+    supervisors,
+    wait_until,
+)
 
 
 def _readyz(port: int) -> bytes:
@@ -37,7 +43,7 @@ async def _whoami(url: str) -> dict:
         await client.disconnect()
 
 
-def test_a_failed_reload_keeps_the_old_worker_in_its_slot(supervisors, private_database, tmp_path):
+def test_a_failed_reload_keeps_the_old_worker_in_its_slot(supervisors, private_database, tmp_path):  # noqa: F811 - fixtures
     app = tmp_path / "app.py"
     app.write_text(DYNAMIC_APP)
     sv = supervisors(f"{app}:io", 2, "--database-url", private_database, "--grace", "3")

@@ -20,9 +20,18 @@ _SUPERVISOR_TESTS = Path(__file__).resolve().parents[1] / "supervisor"
 if str(_SUPERVISOR_TESTS) not in sys.path:
     sys.path.insert(0, str(_SUPERVISOR_TESTS))
 
-from sv_helpers import Supervisor, free_port, http_raw
+from sv_helpers import STANDIN_APP, Supervisor, free_port, http_raw
 
-__all__ = ["DYNAMIC_APP", "Supervisor", "free_port", "http_raw", "private_database", "supervisors", "wait_until"]
+__all__ = [
+    "DYNAMIC_APP",
+    "STANDIN_APP",
+    "Supervisor",
+    "free_port",
+    "http_raw",
+    "private_database",
+    "supervisors",
+    "wait_until",
+]
 
 # A siopg.Server whose dynamic namespaces accept any name (the hostile part: clients choose
 # them). Where the server bounds names (`max_namespace_length`), the bound is lifted so the

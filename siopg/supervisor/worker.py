@@ -125,7 +125,7 @@ DB_PROBE_TIMEOUT = 5.0
 async def _probe_database(dsn: str, timeout: float) -> str | None:
     """None when `dsn` accepts a connection and answers; else why not (one line)."""
     try:
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - the adapter itself will say so
         return None
     try:

@@ -98,10 +98,12 @@ async def serve(
     app: Any = None,
     dashboard: bool = False,
     dashboard_auth: tuple[str, str] | None = None,
+    metrics: bool = False,
 ) -> None:
     """Run until SIGINT/SIGTERM, then close the server gracefully.
 
-    `dashboard` also serves siopg.dashboard at /dashboard (basic auth with `dashboard_auth`).
+    `dashboard` also serves siopg.dashboard at /dashboard (basic auth with `dashboard_auth`);
+    `metrics` serves Prometheus metrics at /metrics (off by default: it is on the app's port).
     """
     from aiohttp import web
 
@@ -109,7 +111,7 @@ async def serve(
 
     if app is None:
         if isinstance(io, Server):
-            app = io.aiohttp_app(metrics=True)
+            app = io.aiohttp_app(metrics=metrics)
             if dashboard:
                 from siopg.dashboard import setup as setup_dashboard
 
@@ -178,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_p.add_argument("--log-level", default="info")
         serve_p.add_argument("--dashboard", action="store_true")
         serve_p.add_argument("--dashboard-auth", metavar="USER:PASSWORD")
+        serve_p.add_argument("--dashboard-insecure", action="store_true")
+        serve_p.add_argument("--metrics", action="store_true")
+        serve_p.add_argument("--metrics-max-namespaces", type=int, default=100)
     serve_p.description = (
         "APP is module:attr or path/to/app.py:attr (attr defaults to io): a siopg.Server, an aiohttp "
         "Application with one attached, or a callable returning either."
@@ -208,6 +213,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             dashboard_auth = parse_credentials(args.dashboard_auth)
         except ValueError as exc:
             parser.error(f"--dashboard-auth: {exc}")
+    if supervisor is not None:
+        from siopg.supervisor.config import dashboard_exposure
+
+        refusal = dashboard_exposure(args.host, args.dashboard, dashboard_auth is not None,
+                                     bool(getattr(args, "dashboard_insecure", False)))
+        if refusal:
+            parser.error(refusal)
+    if args.metrics_max_namespaces < 1:
+        parser.error("--metrics-max-namespaces must be >= 1")
+    if args.dashboard and dashboard_auth is None and getattr(args, "dashboard_insecure", False):
+        logging.getLogger("siopg").warning("the dashboard on %s has no authentication (--dashboard-insecure)",
+                                           args.host)
     try:
         parse_gc_setting(args.gc_threshold)
     except ValueError as exc:
@@ -222,8 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     io = load_target(args.app)
+    if hasattr(getattr(io, "metrics", None), "max_namespace_labels"):
+        io.metrics.max_namespace_labels = args.metrics_max_namespaces
     apply_gc_setting(args.gc_threshold)
-    _run(serve(io, args.host, args.port, dashboard=args.dashboard, dashboard_auth=dashboard_auth))
+    _run(serve(io, args.host, args.port, dashboard=args.dashboard, dashboard_auth=dashboard_auth,
+               metrics=args.metrics))
     return 0
 
 

@@ -10,6 +10,8 @@ process never clash).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,10 +24,28 @@ if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.server import Server
 
 
+#: distinct `namespace` label values by default (clients create dynamic namespaces at will)
+DEFAULT_MAX_NAMESPACE_LABELS = 100
+#: a namespace name longer than this (UTF-8 bytes) never becomes a label value of its own
+MAX_LABEL_BYTES = 256
+#: where namespaces that are not dynamic children are counted past the limit
+OTHER_LABEL = "other"
+#: a scrape within this many seconds of the previous one gets the same body (cost bound)
+MIN_SCRAPE_INTERVAL = 1.0
+
+
 class Metrics:
-    """Counters as plain ints; cheap to increment anywhere."""
+    """Counters as plain ints; cheap to increment anywhere.
+
+    `max_namespace_labels` bounds the distinct `namespace` label values (see `fold_namespaces`).
+    """
+
+    #: slots that are settings or caches, not counters
+    NOT_COUNTERS = ("max_namespace_labels", "last_scrape")
 
     __slots__ = (
+        "max_namespace_labels",
+        "last_scrape",
         "packets_in",
         "packets_out",
         "broadcasts",
@@ -38,6 +58,8 @@ class Metrics:
     )
 
     def __init__(self) -> None:
+        self.max_namespace_labels = DEFAULT_MAX_NAMESPACE_LABELS
+        self.last_scrape: tuple[float, bytes] | None = None
         self.packets_in = 0
         self.packets_out = 0
         self.broadcasts = 0
@@ -91,12 +113,45 @@ class _Collector:
             "siopg_rooms", "Rooms made by the application per namespace (sockets' own rooms left out)",
             labels=["namespace"],
         )
-        for name, nsp in list(server.namespaces.items()):
-            sockets.add_metric([name], len(nsp.sockets))
-            rooms.add_metric([name], app_room_count(nsp.adapter))
+        limit = getattr(m, "max_namespace_labels", DEFAULT_MAX_NAMESPACE_LABELS)
+        for label, nsps in fold_namespaces(server.namespaces, limit).items():
+            sockets.add_metric([label], sum(len(nsp.sockets) for nsp in nsps))
+            rooms.add_metric([label], sum(app_room_count(nsp.adapter) for nsp in nsps))
         yield sockets
         yield rooms
         yield from _name_limit_families(server)
+
+
+def _labelable(name: str) -> bool:
+    if len(name) > MAX_LABEL_BYTES:
+        return False
+    try:
+        return len(name.encode("utf-8")) <= MAX_LABEL_BYTES
+    except UnicodeEncodeError:  # a lone surrogate: not valid in an exposition
+        return False
+
+
+def fold_namespaces(namespaces: Mapping[str, Any], limit: int) -> dict[str, list[Any]]:
+    """Namespaces grouped by the `namespace` label value they are counted under.
+
+    Clients create dynamic child namespaces (any name a parent accepts), so one label per
+    namespace would let them grow every scrape without bound. The first `limit` namespaces
+    (in creation order) whose names are at most MAX_LABEL_BYTES get a label of their own;
+    any other dynamic child is counted under `<parent name>/*` (e.g. "/_1/*"), and any other
+    namespace under "other". At most `limit` + parents + 1 label values, each short.
+    """
+    out: dict[str, list[Any]] = {}
+    own = 0
+    for name, nsp in list(namespaces.items()):
+        if own < limit and _labelable(name):
+            own += 1
+            out.setdefault(name, []).append(nsp)
+            continue
+        parent = getattr(nsp, "_parent", None)
+        parent_name = getattr(parent, "name", None)
+        label = f"{parent_name}/*" if isinstance(parent_name, str) and _labelable(parent_name) else OTHER_LABEL
+        out.setdefault(label, []).append(nsp)
+    return out
 
 
 def app_room_count(adapter: Any) -> int:
@@ -125,7 +180,15 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
 async def aiohttp_handler(server: "Server", request: "web.Request") -> "web.Response":
     from aiohttp import web
 
-    body, content_type = render(server.metrics_registry)
+    # at most one collection per MIN_SCRAPE_INTERVAL, whoever asks: it costs O(connections)
+    now = time.monotonic()
+    cached = getattr(server.metrics, "last_scrape", None)
+    content_type = CONTENT_TYPE_LATEST
+    if cached is not None and now - cached[0] < MIN_SCRAPE_INTERVAL:
+        body = cached[1]
+    else:
+        body, content_type = render(server.metrics_registry)
+        server.metrics.last_scrape = (now, body)
     # aiohttp wants the charset apart from the media type
     media, _, params = content_type.partition(";")
     charset = "utf-8"

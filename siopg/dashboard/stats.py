@@ -13,7 +13,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from siopg.metrics import Metrics, app_room_count
+from siopg.metrics import (
+    DEFAULT_MAX_NAMESPACE_LABELS,
+    Metrics,
+    app_room_count,
+    fold_namespaces,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.server import Server
@@ -21,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: counters turned into rates, in the order the page shows them
 RATE_COUNTERS = ("packets_in", "packets_out", "broadcasts")
 #: cumulative counters copied from `siopg.metrics.Metrics` (all of them)
-COUNTERS: tuple[str, ...] = tuple(Metrics.__slots__)
+COUNTERS: tuple[str, ...] = tuple(n for n in Metrics.__slots__ if n not in Metrics.NOT_COUNTERS)
 
 
 @dataclass(slots=True)
@@ -57,9 +62,12 @@ def read(io: "Server", now: float) -> Reading:
     """Read `io`'s counters and gauges; O(connections + rooms), no awaits."""
     m = io.metrics
     counters = {name: int(getattr(m, name)) for name in COUNTERS}
+    # folded like the metrics' labels: client-made namespaces cannot grow the page without bound
+    limit = getattr(m, "max_namespace_labels", DEFAULT_MAX_NAMESPACE_LABELS)
     namespaces = [
-        NamespaceReading(name, len(nsp.sockets), app_room_count(getattr(nsp, "adapter", None)))
-        for name, nsp in sorted(io.namespaces.items())
+        NamespaceReading(label, sum(len(nsp.sockets) for nsp in nsps),
+                         sum(app_room_count(getattr(nsp, "adapter", None)) for nsp in nsps))
+        for label, nsps in sorted(fold_namespaces(io.namespaces, limit).items())
     ]
     return Reading(now, counters, io.open_connections(), namespaces)
 

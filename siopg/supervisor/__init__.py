@@ -58,8 +58,14 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Entry point for `siopg serve` once `add_arguments` (and app/host/port/log-level) parsed."""
     from siopg.supervisor import supervisor
 
-    config = config_from_args(args)
-    setup_logging(config.log_level, config.log_format, "supervisor")
+    setup_logging(args.log_level, getattr(args, "log_format", "text"), "supervisor")
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        import logging
+
+        logging.getLogger("siopg.supervisor").error("%s", exc)
+        return 2
     return supervisor.check(config) if getattr(args, "check", False) else supervisor.run(config)
 
 

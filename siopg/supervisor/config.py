@@ -30,6 +30,11 @@ class SupervisorConfig:
     worker_timeout: float = 30.0  # a worker whose loop is blocked this long is killed (0: never)
     dashboard: bool = False       # each worker serves siopg.dashboard at /dashboard
     dashboard_auth: str | None = None  # USER:PASSWORD for it (HTTP basic auth)
+    dashboard_insecure: bool = False  # allow an unauthenticated dashboard on a non-loopback host
+    metrics: bool = False         # serve the merged Prometheus /metrics on the port
+    metrics_max_namespaces: int = 100  # distinct namespace labels per worker (the rest folded)
+    database_wait: float = 60.0   # seconds the supervisor waits for an unreachable database at start
+    max_pending_heads: int = 4096  # connections still sending their request head (more: oldest cut)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -44,6 +49,13 @@ class SupervisorConfig:
             from siopg.dashboard.auth import parse_credentials
 
             parse_credentials(self.dashboard_auth)  # fail here, not in every worker
+        if self.metrics_max_namespaces < 1:
+            raise ValueError("metrics max namespaces must be >= 1")
+        if self.max_pending_heads < 1:
+            raise ValueError("max pending heads must be >= 1")
+        refusal = dashboard_exposure(self.host, self.dashboard, bool(self.dashboard_auth), self.dashboard_insecure)
+        if refusal:
+            raise ValueError(refusal)
         if self.node_id is not None:
             from siopg.supervisor.sid import NODE_RE
 
@@ -53,6 +65,32 @@ class SupervisorConfig:
     @property
     def effective_pid_file(self) -> Path:
         return self.pid_file or default_pid_file(self.data_dir, self.port)
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only accepts connections from this machine."""
+    import ipaddress
+
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def dashboard_exposure(host: str, dashboard: bool, has_auth: bool, insecure: bool) -> str | None:
+    """Why `--dashboard` must be refused (None: fine).
+
+    An unauthenticated dashboard shows every namespace, counter and the cluster's size to
+    anyone who can reach the port: only on a loopback address, or with an explicit
+    `--dashboard-insecure` (e.g. behind a proxy that authenticates).
+    """
+    if not dashboard or has_auth or insecure or is_loopback(host):
+        return None
+    return (f"--dashboard without --dashboard-auth on {host!r} (not a loopback address) would be open to"
+            " anyone who reaches the port: set --dashboard-auth USER:PASSWORD, or pass"
+            " --dashboard-insecure if something in front of siopg authenticates")
 
 
 def default_pid_file(data_dir: Path, port: int) -> Path:
@@ -77,6 +115,17 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dashboard-auth", metavar="USER:PASSWORD", default=_env("SIOPG_DASHBOARD_AUTH"),
                    help="protect the dashboard with HTTP basic auth (env SIOPG_DASHBOARD_AUTH, which"
                         " keeps the password out of `ps`)")
+    g.add_argument("--dashboard-insecure", action="store_true", default=_env_flag("SIOPG_DASHBOARD_INSECURE"),
+                   help="allow --dashboard without --dashboard-auth on a non-loopback --host (refused"
+                        " otherwise; env SIOPG_DASHBOARD_INSECURE=1)")
+    g.add_argument("--metrics", action="store_true", default=_env_flag("SIOPG_METRICS"),
+                   help="serve Prometheus metrics at /metrics on the app's port (off by default: anyone who"
+                        " reaches the port could read and load it; env SIOPG_METRICS=1)")
+    g.add_argument("--metrics-max-namespaces", type=int,
+                   default=int(_env("SIOPG_METRICS_MAX_NAMESPACES", "100") or 100),
+                   help="distinct namespace label values in the metrics; past it (and for names over 256"
+                        " bytes) dynamic namespaces are counted under their parent's label, others under"
+                        " \"other\" (env SIOPG_METRICS_MAX_NAMESPACES; default 100)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +148,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--worker-timeout", type=float, default=float(_env("SIOPG_WORKER_TIMEOUT", "30") or 30),
                    help="kill and restart a worker whose event loop is blocked this many seconds; 0 = never"
                         " (env SIOPG_WORKER_TIMEOUT)")
+    g.add_argument("--database-wait", type=float, default=float(_env("SIOPG_DATABASE_WAIT", "60") or 60),
+                   help="seconds the supervisor waits at start for an unreachable database before giving up"
+                        " (env SIOPG_DATABASE_WAIT; default 60; 0 = fail at once)")
+    g.add_argument("--max-pending-heads", type=int, default=int(_env("SIOPG_MAX_PENDING_HEADS", "4096") or 4096),
+                   help="connections that may be sending their request head at once; past it the oldest is"
+                        " cut (slowloris); capped to half the open-files limit (env SIOPG_MAX_PENDING_HEADS)")
     g.add_argument("--pid-file", default=_env("SIOPG_PID_FILE"),
                    help="where the supervisor writes its pid for `siopg reload` "
                         "(env SIOPG_PID_FILE; default DATA_DIR/siopg-PORT.pid)")
@@ -135,6 +190,11 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         worker_timeout=getattr(args, "worker_timeout", 30.0),
         dashboard=bool(getattr(args, "dashboard", False)),
         dashboard_auth=getattr(args, "dashboard_auth", None) or None,
+        dashboard_insecure=bool(getattr(args, "dashboard_insecure", False)),
+        metrics=bool(getattr(args, "metrics", False)),
+        metrics_max_namespaces=int(getattr(args, "metrics_max_namespaces", 100)),
+        database_wait=float(getattr(args, "database_wait", 60.0)),
+        max_pending_heads=int(getattr(args, "max_pending_heads", 4096)),
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,43 @@ def prepare_database(dsn: str, migrate: bool = True) -> str:
         raise DatabaseError(f"the Postgres adapter is not available: {exc}") from exc
     except Exception as exc:
         raise DatabaseError(f"database {redact(dsn)}: {type(exc).__name__}: {exc}") from exc
+
+
+def _transient(exc: BaseException) -> bool:
+    """An error that waiting may cure (the server is down or starting), not a misconfiguration."""
+    cause = exc.__cause__ if isinstance(exc, DatabaseError) else exc
+    if isinstance(cause, (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return True
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(cause, (asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+                              asyncpg.ConnectionDoesNotExistError))
+
+
+def wait_and_prepare(dsn: str, wait: float, retry_max: float = 5.0) -> str:
+    """`prepare_database`, retried while the database is unreachable, for up to `wait` seconds.
+
+    `siopg serve` started during a Postgres outage waits for it (one log line per attempt,
+    backoff bounded by `retry_max`) instead of exiting; a misconfiguration (bad password, no
+    such database) still fails at once. `wait` <= 0: a single attempt.
+    """
+    deadline = time.monotonic() + max(0.0, wait)
+    delay = 0.5
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return prepare_database(dsn)
+        except DatabaseError as exc:
+            left = deadline - time.monotonic()
+            if not _transient(exc) or left <= 0:
+                raise
+            log.warning("database unreachable (attempt %d: %s); retrying in %.1fs (giving up in %.0fs)",
+                        attempt, exc, min(delay, left), left)
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, retry_max)
 
 
 def redact(dsn: str) -> str:

@@ -2,7 +2,10 @@
 
 One scrape target per machine, whatever the number of workers: the supervisor asks each
 current worker for its exposition over the channel, merges the families, adds its own.
-A worker that does not answer within the timeout is left out of that scrape.
+A worker that does not answer within the timeout is left out of that scrape. Replies arrive
+in chunks (any size gets through the channel) and are bounded by `max_reply` bytes per worker:
+a larger one is left out of the scrape with a warning. Scrapes within `min_interval` of the
+last collection share it, so hammering /metrics costs at most one collection per interval.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import asyncio
 import itertools
 import logging
 import socket
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -52,23 +57,58 @@ def merge(expositions: dict[str, bytes]) -> str:
     return generate_latest(registry).decode()
 
 
+MAX_REPLY = 64 << 20  # bytes of one worker's exposition the supervisor accepts
+
+
 class MetricsEndpoint:
-    def __init__(self, pool: "WorkerPool", router_ref: "callable[[], Router | None]", timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        pool: "WorkerPool",
+        router_ref: "Callable[[], Router | None]",
+        timeout: float = 2.0,
+        max_reply: int = MAX_REPLY,
+        min_interval: float = 1.0,
+    ) -> None:
         self.pool = pool
         self.router_ref = router_ref
         self.timeout = timeout
+        self.max_reply = max_reply
+        self.min_interval = min_interval
         self._ids = itertools.count(1)
         self._waiting: dict[bytes, tuple[asyncio.Future[None], dict[str, bytes], set[str]]] = {}
+        self._partial: dict[tuple[bytes, str], list[bytes]] = {}  # chunks received so far
+        self._oversized: set[tuple[bytes, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last: tuple[float, str] | None = None
+        self._inflight: asyncio.Future[str] | None = None
+        self.oversized = 0
 
     def on_reply(self, worker_label: str, msg: bytes) -> None:
-        """Called by the pool for every METRICS_REPLY message."""
+        """Called by the pool for every METRICS_REPLY / METRICS_MORE chunk."""
         req, _, text = msg[1:].partition(b"\n")
         entry = self._waiting.get(req)
         if entry is None:
             return
+        key = (req, worker_label)
+        if key in self._oversized:
+            if msg[:1] == channel.METRICS_REPLY:
+                self._oversized.discard(key)
+            return
+        parts = self._partial.setdefault(key, [])
+        parts.append(text)
+        if sum(len(p) for p in parts) > self.max_reply:
+            del self._partial[key]
+            self.oversized += 1
+            log.warning("metrics: worker %s sent more than %d bytes; left out of this scrape",
+                        worker_label, self.max_reply)
+            if msg[:1] == channel.METRICS_MORE:
+                self._oversized.add(key)
+            return
+        if msg[:1] == channel.METRICS_MORE:
+            return
+        del self._partial[key]
         done, got, expected = entry
-        got[worker_label] = text
+        got[worker_label] = b"".join(parts)
         if expected <= got.keys() and not done.done():
             done.set_result(None)
 
@@ -96,6 +136,27 @@ class MetricsEndpoint:
             conn.close()
 
     async def collect(self) -> str:
+        """The merged exposition; shared by every scrape within `min_interval` of the last."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < self.min_interval:
+            return self._last[1]
+        if self._inflight is None:
+            self._inflight = asyncio.get_running_loop().create_future()
+            try:
+                text = await self._collect()
+            except BaseException as exc:
+                if not self._inflight.done():
+                    self._inflight.set_exception(exc)
+                    self._inflight.exception()  # retrieved: no "never retrieved" warning
+                raise
+            finally:
+                inflight, self._inflight = self._inflight, None
+            self._last = (time.monotonic(), text)
+            inflight.set_result(text)
+            return text
+        return await asyncio.shield(self._inflight)
+
+    async def _collect(self) -> str:
         req = str(next(self._ids)).encode()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         got: dict[str, bytes] = {}
@@ -112,6 +173,9 @@ class MetricsEndpoint:
                     log.warning("metrics: no answer from worker(s) %s", ", ".join(sorted(expected - got.keys())))
         finally:
             del self._waiting[req]
+            for key in [k for k in self._partial if k[0] == req]:
+                del self._partial[key]
+            self._oversized = {k for k in self._oversized if k[0] != req}
         return merge(got) + self._own()
 
     def _own(self) -> str:
@@ -133,5 +197,16 @@ class MetricsEndpoint:
                 "# HELP siopg_supervisor_requests_refused_total Requests refused (bad head, timeout)",
                 "# TYPE siopg_supervisor_requests_refused_total counter",
                 f"siopg_supervisor_requests_refused_total {router.refused}",
+                "# HELP siopg_supervisor_pending_heads Connections still sending their request head",
+                "# TYPE siopg_supervisor_pending_heads gauge",
+                f"siopg_supervisor_pending_heads {router.pending}",
+                "# HELP siopg_supervisor_heads_evicted_total Slow heads cut early to stay under --max-pending-heads",
+                "# TYPE siopg_supervisor_heads_evicted_total counter",
+                f"siopg_supervisor_heads_evicted_total {router.evicted}",
             ]
+        lines += [
+            "# HELP siopg_supervisor_metrics_replies_oversized_total Worker metrics replies over the size bound",
+            "# TYPE siopg_supervisor_metrics_replies_oversized_total counter",
+            f"siopg_supervisor_metrics_replies_oversized_total {self.oversized}",
+        ]
         return "\n".join(lines) + "\n"

@@ -43,6 +43,7 @@ class WorkerHandle:
         self.load = 0          # open connections, as last reported by the worker
         self.assigned = 0      # new sessions sent since that report
         self.retiring = False  # to be replaced by a rolling restart: no new sessions if avoidable
+        self.waiting_db = False  # started, but waiting for its database: gets no new connection
         self.started = time.monotonic()
         self.last_seen = self.started  # any message from the worker proves its loop runs
         self.ready = asyncio.get_running_loop().create_future()
@@ -57,9 +58,15 @@ class WorkerHandle:
     def on_message(self, msg: bytes) -> None:
         self.last_seen = time.monotonic()
         kind = msg[:1]
-        if kind == channel.METRICS_REPLY:
+        if kind == channel.METRICS_REPLY or kind == channel.METRICS_MORE:
             if self.on_metrics is not None:
                 self.on_metrics(str(self.slot), msg)
+            return
+        if kind == channel.WAITING and self.state is State.STARTING:
+            if not self.waiting_db:
+                self.waiting_db = True
+                log.warning("worker %d (slot %d, pid %s) is waiting for the database; not ready",
+                            self.wid, self.slot, self.pid)
             return
         if kind == channel.LOAD:
             try:
@@ -69,6 +76,7 @@ class WorkerHandle:
             self.assigned = 0
         elif kind == channel.READY and self.state is State.STARTING:
             self.state = State.READY
+            self.waiting_db = False
             if not self.ready.done():
                 self.ready.set_result(True)
             log.info("worker %d ready (slot %d, pid %s)", self.wid, self.slot, self.pid)
@@ -105,7 +113,10 @@ class WorkerPool:
         self.on_metrics: Callable[[str, bytes], None] | None = None
 
     # spawning --------------------------------------------------------------------------
-    async def spawn(self, slot: int) -> WorkerHandle:
+    async def spawn(self, slot: int, take_slot: bool = True) -> WorkerHandle:
+        """Start a worker for `slot`; with `take_slot=False` (a rolling restart's candidate) it
+        takes the slot only once `adopt` is called, so a candidate that dies leaves the slot
+        (and the worker in it) alone."""
         loop = asyncio.get_running_loop()
         w = WorkerHandle(next(self._ids), slot)
         w.on_metrics = self.on_metrics
@@ -124,7 +135,8 @@ class WorkerPool:
         child.close()
         w.end = channel.SupervisorEnd(loop, parent, w.on_message, lambda: None)
         self.workers[w.wid] = w
-        self.slots[slot] = w
+        if take_slot:
+            self.slots[slot] = w
         log.info("worker %d starting (slot %d, pid %d)", w.wid, slot, w.pid)
         loop.create_task(self._watch(w))
         return w
@@ -206,7 +218,8 @@ class WorkerPool:
         return [w for w in self.slots if w is not None and w.state is not State.DEAD]
 
     def ready_count(self) -> int:
-        return sum(1 for w in self.workers.values() if w.state is State.READY)
+        """Slots whose worker is ready (a rolling restart's candidate counts once it took over)."""
+        return sum(1 for w in self.slots if w is not None and w.state is State.READY)
 
     def pick_new(self) -> WorkerHandle | None:
         """Least connections (reported load plus sessions sent since), round robin on ties."""
@@ -216,7 +229,9 @@ class WorkerPool:
         if not candidates:
             # Nobody ready yet (starting up, or every worker restarting): queue the connection
             # on a starting worker's channel rather than refuse it; it is read once it is ready.
-            candidates = [w for w in self.slots if w is not None and w.state is State.STARTING]
+            # Not on one waiting for its database: that may take long, the client retries.
+            candidates = [w for w in self.slots
+                          if w is not None and w.state is State.STARTING and not w.waiting_db]
         fresh = [w for w in candidates if not w.retiring]
         if fresh:  # during a rolling restart, sessions that move must move only once
             candidates = fresh
@@ -259,21 +274,27 @@ class WorkerPool:
             for slot in range(self.size):
                 if self.stopping:
                     return
-                old = self.slots[slot]
-                new = await self.spawn(slot)
+                # The candidate takes the slot only once ready: until then the old worker keeps
+                # it (and its restart-on-death), so a candidate that dies orphans nothing.
+                new = await self.spawn(slot, take_slot=False)
                 try:
                     ok = await asyncio.wait_for(asyncio.shield(new.ready), self.ready_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     ok = False
-                if not ok:
-                    log.error("rolling restart: new worker %d for slot %d not ready; keeping the old one", new.wid, slot)
-                    if self.slots[slot] is new:
-                        self.slots[slot] = old
+                if not ok or self.stopping:
+                    if not ok:
+                        log.error("rolling restart: new worker %d for slot %d not ready; keeping the old one",
+                                  new.wid, slot)
                     new.state = State.DRAINING
                     new.signal(signal.SIGKILL)
                     for w in self.workers.values():
                         w.retiring = False
                     return
+                old = self.slots[slot]  # read now: it may have died and been replaced meanwhile
+                self.slots[slot] = new
+                timer = self._restart_timers.pop(slot, None)
+                if timer is not None:  # the old one died meanwhile: the new one replaces it
+                    timer.cancel()
                 if old is not None and old.state is not State.DEAD:
                     await self.drain(old)
             log.info("rolling restart done")

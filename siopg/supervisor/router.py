@@ -29,6 +29,24 @@ class RouterLimits:
     max_head_size: int = 16384
     head_timeout: float = 5.0   # slowloris: the whole head must arrive within this
     linger_timeout: float = 2.0  # how long an error answer waits for the client to read it
+    # connections still sending their head (plus answered ones lingering); past it the oldest
+    # is cut, so slow clients cannot use up the supervisor's descriptors (capped at half the
+    # open-files limit; see effective_max_pending)
+    max_pending: int = 4096
+
+
+def effective_max_pending(configured: int) -> int:
+    """`configured`, but at most half the soft RLIMIT_NOFILE: the rest stays for the listener,
+    the worker channels and connections being handed over."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - non-Unix
+        return configured
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return configured
+    return max(8, min(configured, soft // 2))
 
 
 class _Pending:
@@ -59,6 +77,8 @@ class Router:
         self._accepting = False
         self.accepted = 0
         self.refused = 0
+        self.evicted = 0  # slow heads cut early because max_pending was reached
+        self._max_pending = effective_max_pending(self.limits.max_pending)
 
     # accepting -------------------------------------------------------------------------
     def start(self) -> None:
@@ -97,6 +117,8 @@ class Router:
                     continue
                 raise
             self.accepted += 1
+            if len(self._pending) + len(self._lingering) >= self._max_pending:
+                self._evict_oldest()
             conn.setblocking(False)
             p = _Pending(conn)
             fd = conn.fileno()
@@ -105,6 +127,17 @@ class Router:
                 # head not complete yet: wait for more, against a deadline
                 p.timer = self._loop.call_later(self.limits.head_timeout, self._timeout, fd)
                 self._loop.add_reader(fd, self._on_readable, fd)
+
+    def _evict_oldest(self) -> None:
+        """Make room for a new connection: end a lingering answer, else the oldest pending head
+        (it had the most time; a slowloris client holds many of the oldest)."""
+        self.evicted += 1
+        if self._lingering:
+            self._end_linger(next(iter(self._lingering)))
+            return
+        if self._pending:
+            self.refused += 1
+            self._drop(next(iter(self._pending)))
 
     # reading the head ------------------------------------------------------------------
     def _on_readable(self, fd: int) -> None:

@@ -17,11 +17,23 @@ from pathlib import Path
 
 from siopg.supervisor import httphead
 from siopg.supervisor.config import SupervisorConfig
-from siopg.supervisor.database import DatabaseError, EmbeddedPostgres, prepare_database, redact
+from siopg.supervisor.database import (
+    DatabaseError,
+    EmbeddedPostgres,
+    prepare_database,
+    redact,
+    wait_and_prepare,
+)
 from siopg.supervisor.metrics import MetricsEndpoint
 from siopg.supervisor.pool import State, WorkerPool, worker_env
 from siopg.supervisor.router import Router, RouterLimits, make_listener
-from siopg.supervisor.worker import ENV_APP, ENV_DASHBOARD, ENV_DASHBOARD_AUTH, ENV_NODE
+from siopg.supervisor.worker import (
+    ENV_APP,
+    ENV_DASHBOARD,
+    ENV_DASHBOARD_AUTH,
+    ENV_METRICS_NAMESPACES,
+    ENV_NODE,
+)
 
 log = logging.getLogger("siopg.supervisor")
 
@@ -47,10 +59,13 @@ class Supervisor:
         else:
             env.pop("DATABASE_URL", None)
         env.pop(ENV_DASHBOARD_AUTH, None)
+        env[ENV_METRICS_NAMESPACES] = str(config.metrics_max_namespaces)
         if config.dashboard:
             env[ENV_DASHBOARD] = "1"
             if config.dashboard_auth:
                 env[ENV_DASHBOARD_AUTH] = config.dashboard_auth
+            elif config.dashboard_insecure:
+                log.warning("the dashboard on %s has no authentication (--dashboard-insecure)", config.host)
         else:
             env.pop(ENV_DASHBOARD, None)
         self.pool = WorkerPool(config.workers, env, config.grace, config.ready_timeout, config.worker_timeout)
@@ -65,7 +80,7 @@ class Supervisor:
     def route(self, head: httphead.RequestHead, data: bytes, conn: socket.socket) -> bytes | None:
         if head.path in HEALTH_PATHS:
             return self._health(head.path)
-        if head.path == METRICS_PATH and head.method == "GET":
+        if self.config.metrics and head.path == METRICS_PATH and head.method == "GET":
             self.metrics.serve(conn)
             return None
         return self.pool.route(head, data, conn)
@@ -92,7 +107,8 @@ class Supervisor:
             loop,
             self.listener,
             self.route,
-            RouterLimits(max_head_size=self.config.max_head_size, head_timeout=self.config.head_timeout),
+            RouterLimits(max_head_size=self.config.max_head_size, head_timeout=self.config.head_timeout,
+                         max_pending=self.config.max_pending_heads),
         )
         # Accept right away: requests queue in the worker channels until the workers are ready.
         self.router.start()
@@ -103,9 +119,16 @@ class Supervisor:
         return self._exit_code
 
     async def _await_ready(self) -> None:
-        if await self.pool.wait_ready():
-            host, port = self.listener.getsockname()[:2]
-            log.info("serving %s on http://%s:%d with %d workers", self.config.app_ref, host, port, self.config.workers)
+        # A slot whose worker waits for its database (or was restarted) is awaited again: the
+        # "serving" line comes once every slot has a ready worker, however long that takes.
+        while not await self.pool.wait_ready():
+            if self.pool.stopping:
+                return
+            log.warning("not every worker is ready yet (%d/%d); still waiting", self.pool.ready_count(),
+                        self.config.workers)
+            await asyncio.sleep(0.5)
+        host, port = self.listener.getsockname()[:2]
+        log.info("serving %s on http://%s:%d with %d workers", self.config.app_ref, host, port, self.config.workers)
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
@@ -173,7 +196,7 @@ def run(config: SupervisorConfig) -> int:
     try:
         database_url, embedded = resolve_database(config)
         if database_url:
-            version = prepare_database(database_url)
+            version = wait_and_prepare(database_url, config.database_wait)
             log.info("database %s ready (%s)", redact(database_url), version.split(",")[0])
         _write_pid_file(pid_file)
         try:

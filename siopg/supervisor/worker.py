@@ -39,6 +39,7 @@ ENV_GRACE = "SIOPG_WORKER_GRACE"
 ENV_NODE = "SIOPG_NODE_ID"
 ENV_DASHBOARD = "SIOPG_DASHBOARD"            # "1": mount siopg.dashboard at /dashboard
 ENV_DASHBOARD_AUTH = "SIOPG_DASHBOARD_AUTH"  # USER:PASSWORD for it
+ENV_METRICS_NAMESPACES = "SIOPG_METRICS_MAX_NAMESPACES"  # namespace label values before folding
 
 
 def worker_id() -> int | None:
@@ -64,6 +65,10 @@ def configure_siopg_server(io: Any, wid: int, database_url: str | None) -> None:
     """Give a siopg.Server this worker's sid generator and, if it has none, a Postgres adapter."""
     sid_generator = make_sid_generator(wid, os.environ.get(ENV_NODE) or None)
     io.configure_worker(sid_generator=sid_generator, database_url=database_url)
+    limit = os.environ.get(ENV_METRICS_NAMESPACES, "")
+    metrics: Any = getattr(io, "metrics", None)
+    if limit.isdecimal() and int(limit) > 0 and hasattr(metrics, "max_namespace_labels"):
+        metrics.max_namespace_labels = int(limit)
 
 
 async def build_app(
@@ -79,10 +84,8 @@ async def build_app(
         if hasattr(obj, "aiohttp_app") and hasattr(obj, "close"):
             if not configured:
                 configure_siopg_server(obj, wid, database_url)
-            try:
-                app = obj.aiohttp_app(metrics=True)
-            except TypeError:
-                app = obj.aiohttp_app()
+            # no /metrics route here: the supervisor serves the merged one (`--metrics`)
+            app = obj.aiohttp_app()
             if dashboard:
                 from siopg.dashboard import setup as setup_dashboard
                 from siopg.dashboard.auth import parse_credentials
@@ -112,6 +115,33 @@ async def _close_after_http(request: web.BaseRequest, response: web.StreamRespon
     if response.status != 101:
         response.force_close()
         response.headers["Connection"] = "close"
+
+
+DB_RETRY_MIN = 0.5     # seconds between the first attempts to reach the database
+DB_RETRY_MAX = 5.0     # and at most this, however long the outage
+DB_PROBE_TIMEOUT = 5.0
+
+
+async def _probe_database(dsn: str, timeout: float) -> str | None:
+    """None when `dsn` accepts a connection and answers; else why not (one line)."""
+    try:
+        import asyncpg  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - the adapter itself will say so
+        return None
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure is "not reachable yet", told in the log
+        return f"{type(exc).__name__}: {exc}"[:300]
+    try:
+        await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout)
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        try:
+            await asyncio.wait_for(conn.close(), timeout)
+        except Exception:  # noqa: BLE001
+            conn.terminate()
+    return None
 
 
 class _Handoff(asyncio.Protocol):
@@ -145,9 +175,14 @@ class Worker:
         self._runner: web.AppRunner | None = None
         self._closer: Closer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._outbox: channel.Outbox | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        if self.database_url and not await self._wait_for_database():
+            return 0  # stopped while waiting: nothing was started
         try:
             app, self._closer = await build_app(self.target, self.wid, self.database_url, configured=True)
             app.on_response_prepare.append(_close_after_http)
@@ -156,14 +191,13 @@ class Worker:
         except Exception as exc:
             log.error("worker failed to start: %s", exc, exc_info=not isinstance(exc, AppLoadError))
             return 3
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
         try:
             self.chan.sendall(channel.READY)  # still blocking: this one must not be dropped
         except OSError:
             log.warning("supervisor went away before this worker was ready")
             self._stop.set()
         self.chan.setblocking(False)
+        self._outbox = channel.Outbox(loop, self.chan, self._supervisor_gone)
         loop.add_reader(self.chan.fileno(), self._on_channel)
         reporter = loop.create_task(self._report_load())
         log.info("worker %d ready (pid %d)", self.wid, os.getpid())
@@ -172,13 +206,47 @@ class Worker:
         await self._drain()
         return 0
 
-    def _send(self, msg: bytes) -> None:
-        try:
-            self.chan.send(msg)
-        except (BlockingIOError, InterruptedError):
-            pass  # load reports are advisory; the next one will do
-        except OSError:
-            self._stop.set()
+    async def _wait_for_database(self) -> bool:
+        """Wait until the database answers before starting the app (False: stopped meanwhile).
+
+        A worker started while Postgres is down (a restart during an outage) would otherwise
+        fail its adapter's start and crash-loop its slot. It tells the supervisor it is waiting
+        (so no new connection is queued to it and /readyz does not count it), logs one line
+        per attempt, and retries with a backoff bounded by DB_RETRY_MAX seconds.
+        """
+        delay = DB_RETRY_MIN
+        attempt = 0
+        told = False
+        while not self._stop.is_set():
+            attempt += 1
+            error = await _probe_database(self.database_url or "", DB_PROBE_TIMEOUT)
+            if error is None:
+                if attempt > 1:
+                    log.info("worker %d: database reachable again after %d attempts; starting", self.wid, attempt)
+                return True
+            if not told:
+                told = True
+                try:
+                    self.chan.sendall(channel.WAITING)
+                except OSError:
+                    log.warning("supervisor went away while this worker waited for its database")
+                    return False
+            log.warning("worker %d: database unreachable (attempt %d: %s); retrying in %.1fs",
+                        self.wid, attempt, error, delay)
+            try:
+                await asyncio.wait_for(self._stop.wait(), delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, DB_RETRY_MAX)
+        return False
+
+    def _supervisor_gone(self) -> None:
+        log.warning("supervisor went away; draining")
+        self._stop.set()
+
+    def _send(self, messages: list[bytes], advisory: bool = False) -> None:
+        if self._outbox is not None:
+            self._outbox.send(messages, advisory)
 
     async def _report_load(self) -> None:
         assert self._runner is not None
@@ -186,7 +254,7 @@ class Worker:
             await asyncio.sleep(0.5)
             server = self._runner.server
             n = len(server.connections) if server is not None else 0
-            self._send(channel.LOAD + str(n).encode())
+            self._send([channel.LOAD + str(n).encode()], advisory=True)  # the next one will do
 
     def _on_channel(self) -> None:
         received = channel.recv_messages(self.chan)
@@ -199,7 +267,8 @@ class Worker:
             if fd is not None:
                 self._accept(msg[1:], fd)
             elif msg[:1] == channel.METRICS_REQUEST:
-                self._send(channel.METRICS_REPLY + msg[1:] + b"\n" + self._metrics())
+                # chunked: an exposition of any size gets through (never one oversized datagram)
+                self._send(channel.chunks(channel.METRICS_MORE, channel.METRICS_REPLY, msg[1:] + b"\n", self._metrics()))
 
     def _metrics(self) -> bytes:
         """This worker's Prometheus exposition (the supervisor merges every worker's)."""
@@ -253,6 +322,8 @@ class Worker:
             asyncio.get_running_loop().remove_reader(self.chan.fileno())
         except (ValueError, OSError):
             pass
+        if self._outbox is not None:
+            self._outbox.close()
         self.chan.close()
         log.info("worker %d stopped", self.wid)
 

@@ -18,7 +18,7 @@ import pytest
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # bench_routing.py runs as a script
     sys.path.append(str(Path(__file__).resolve().parents[1]))
-from procs import wait_or_kill  # noqa: E402
+from procs import wait_or_kill
 
 REPO = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
@@ -42,7 +42,7 @@ class Supervisor:
     """`python -m siopg.supervisor APP --workers N` on a free loopback port, logs captured."""
 
     def __init__(self, app: str, workers: int = 2, *args: str, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, new_session: bool = False) -> None:
+                 cwd: Path | None = None, new_session: bool = False, nofile: int | None = None) -> None:
         self.port = free_port()
         self._tmp: str | None = None
         if "--data-dir" not in args:  # pid file (and embedded Postgres) never land in the repo
@@ -55,6 +55,11 @@ class Supervisor:
         full_env.update(env or {})
         self.cmd = [sys.executable, "-m", "siopg.supervisor", app, "--workers", str(workers),
                     "--host", "127.0.0.1", "--port", str(self.port), *args]
+        if nofile is not None:  # run it with a small open-files limit (RLIMIT_NOFILE)
+            self.cmd[1:3] = ["-c", ("import resource, runpy, sys; "
+                                    f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, {nofile})); "
+                                    "sys.argv[0] = 'siopg.supervisor'; "
+                                    "runpy.run_module('siopg.supervisor', run_name='__main__', alter_sys=True)")]
         self.proc = subprocess.Popen(self.cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      env=full_env, cwd=str(cwd or REPO), text=True, start_new_session=new_session)
         self.lines: list[str] = []

@@ -105,10 +105,13 @@ def test_dashboard_flag_with_basic_auth(serve) -> None:
 def test_dashboard_from_env_and_off_by_default(serve) -> None:
     open_url = serve(env={"SIOPG_DASHBOARD": "1"}).wait_serving()
     off_url = serve().wait_serving()
+    metrics_url = serve("--metrics").wait_serving()
     status, _, body = get(open_url + "/dashboard/stats.json")
     assert status == 200 and "counters" in json.loads(body)
     assert get(off_url + "/dashboard")[0] == 404
-    assert get(off_url + "/metrics")[0] == 200
+    assert get(off_url + "/metrics")[0] == 404  # opt-in: --metrics
+    status, _, body = get(metrics_url + "/metrics")
+    assert status == 200 and "siopg_connected_sockets" in body
 
 
 def test_dashboard_auth_from_env(serve) -> None:
@@ -121,6 +124,20 @@ def test_malformed_dashboard_auth_is_a_usage_error(serve) -> None:
     s = serve("--dashboard", "--dashboard-auth", "no-colon")
     assert s.wait_exit() == 2
     assert "--dashboard-auth: dashboard credentials must look like USER:PASSWORD" in "\n".join(s.output)
+
+
+def test_unauthenticated_dashboard_on_a_public_address_is_refused(serve, supervisor_factory) -> None:
+    """`--dashboard` without auth on a non-loopback host: a usage error unless --dashboard-insecure."""
+    s = serve("--dashboard", "--host", "0.0.0.0")
+    assert s.wait_exit() == 2
+    assert "--dashboard-insecure" in "\n".join(s.output)
+    sv = supervisor_factory(APP, 2, "--dashboard", "--host", "0.0.0.0")
+    assert sv.proc.wait(30) == 2
+    assert "not a loopback address" in sv.log()
+    ok = serve("--dashboard", "--host", "0.0.0.0", "--dashboard-insecure")
+    url = ok.wait_serving()
+    assert "no authentication" in "\n".join(ok.output)
+    assert get(url.replace("0.0.0.0", "127.0.0.1") + "/dashboard/stats.json")[0] == 200
 
 
 def test_each_worker_serves_the_dashboard(supervisor_factory) -> None:

@@ -61,6 +61,7 @@ def test_compose_file():
     prom = yaml.safe_load((DEPLOY / "docker" / "prometheus.yml").read_text())
     targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
     assert targets == [f"siopg:{env['SIOPG_PORT']}"]
+    assert env["SIOPG_METRICS"] == "1"  # /metrics is opt-in: the scraped server must turn it on
 
 
 def test_grafana_dashboard_uses_real_metrics():
@@ -94,6 +95,7 @@ def test_kubernetes_manifests():
     (container,) = pod["spec"]["containers"]
     port_names = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert int(cm["data"]["SIOPG_PORT"]) == port_names["http"]
+    assert cm["data"]["SIOPG_METRICS"] == "1"  # the pod is annotated for scraping
     assert svc["spec"]["ports"][0]["targetPort"] in port_names
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         get = container[probe]["httpGet"]

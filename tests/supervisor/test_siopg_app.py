@@ -172,7 +172,7 @@ def test_metrics_merge_every_worker(supervisor_factory):
 
     from sv_helpers import http_raw
 
-    sv = supervisor_factory(APP, 2)
+    sv = supervisor_factory(APP, 2, "--metrics")
     sv.wait_serving()
     clients = NodeClients(sv.url, 10)
     try:

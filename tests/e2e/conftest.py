@@ -40,15 +40,16 @@ def _free_port() -> int:
 class ServerProcess:
     """One server subprocess with its log captured to a file."""
 
-    def __init__(self, app: str, app_path: Path | None = None) -> None:
-        """Serve tests/apps/<app>.py (or its Node twin), or the siopg app file `app_path`."""
+    def __init__(self, app: str, app_path: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        """Serve tests/apps/<app>.py (or its Node twin), or the siopg app file `app_path`
+        (with `extra_args` appended to its `siopg serve` command)."""
         self.app = app
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile(prefix=f"siopg-e2e-{app}-", suffix=".log", delete=False)
         if app_path is not None:
             cmd = [sys.executable, "-m", "siopg", "serve", f"{app_path}:io",
-                   "--host", "127.0.0.1", "--port", str(self.port)]
+                   "--host", "127.0.0.1", "--port", str(self.port), *extra_args]
         elif BACKEND == "node":
             cmd = ["node", str(REF_SERVER), app, str(self.port)]
         else:

@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 HOSTILE_APPS = Path(__file__).resolve().parent / "apps"
 
 
-def serve(app_path: Path) -> Iterator[ServerProcess]:
-    """Run `siopg serve app_path:io` until the test module ends; fail on a traceback or an
+def serve(app_path: Path, *extra_args: str) -> Iterator[ServerProcess]:
+    """Run `siopg serve app_path:io [extra_args]` until the test module ends; fail on a traceback or an
     unclean exit (the server must take hostile input without an unhandled error)."""
-    server = ServerProcess(app_path.stem, app_path=app_path)
+    server = ServerProcess(app_path.stem, app_path=app_path, extra_args=extra_args)
     try:
         server.wait_ready()
         yield server

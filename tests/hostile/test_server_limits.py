@@ -16,7 +16,7 @@ from .server_fixtures import HOSTILE_APPS, serve
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    yield from serve(HOSTILE_APPS / "server_recovery.py")
+    yield from serve(HOSTILE_APPS / "server_recovery.py", "--metrics")
 
 
 async def test_dynamic_namespaces_are_bounded_by_default(server: ServerProcess) -> None:
@@ -51,7 +51,7 @@ async def test_dynamic_namespaces_are_bounded_by_default(server: ServerProcess) 
         assert msg.data.startswith("40/dyn-99999,{"), msg.data
         await ws.close()
     async with aiohttp.ClientSession() as session:
-        async with session.get(server.url + "/metrics") as resp:  # `siopg serve` exposes it
+        async with session.get(server.url + "/metrics") as resp:  # served with --metrics
             assert resp.status == 200
             body = await resp.text()
         assert "siopg_dynamic_namespaces_refused_total 5.0" in body, body[-2000:]

@@ -92,6 +92,7 @@ class _Collector:
             rooms.add_metric([name], app_room_count(nsp.adapter))
         yield sockets
         yield rooms
+        yield from postgres_log_metrics(server)
 
 
 def app_room_count(adapter: Any) -> int:
@@ -127,3 +128,21 @@ async def aiohttp_handler(server: "Server", request: "web.Request") -> "web.Resp
     if "charset=" in params:
         charset = params.split("charset=", 1)[1].strip()
     return web.Response(body=body, content_type=media.strip(), charset=charset)
+
+
+def postgres_log_metrics(server: Server) -> Iterator[Any]:
+    """The Postgres packet log, as this process saw it at its last pruning pass (every
+    `cleanup_interval`): its size and the age of its oldest row say whether pruning keeps up."""
+    cluster = next((c for nsp in list(server.namespaces.values())
+                    if hasattr(c := getattr(nsp.adapter, "cluster", None), "log_stats")), None)
+    if cluster is None:  # not the Postgres adapter
+        return
+    rows = GaugeMetricFamily("siopg_pg_log_rows", "Rows in the Postgres packet log (id span: an upper bound)")
+    rows.add_metric([], cluster.log_stats.rows)
+    age = GaugeMetricFamily("siopg_pg_log_oldest_seconds", "Age of the oldest row of the Postgres packet log")
+    age.add_metric([], cluster.log_stats.oldest_age)
+    pruned = CounterMetricFamily("siopg_pg_log_pruned", "Packet log rows this process pruned")
+    pruned.add_metric([], cluster.pruned_packets)
+    yield rows
+    yield age
+    yield pruned

@@ -60,8 +60,16 @@ class PrivatePostgres:
         pgserver.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.server.pgdata, timeout=60, **self._user)
 
     def stop(self) -> None:
+        """Stop it for sure: after a restart the postmaster is not the one pgserver started,
+        and its cleanup alone leaves it running."""
         import shutil
 
+        import pgserver
+
+        try:
+            pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, timeout=60, **self._user)
+        except Exception:  # noqa: BLE001 - already stopped
+            pass
         self.server.cleanup()
         shutil.rmtree(self.dir, ignore_errors=True)
 

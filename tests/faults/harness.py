@@ -66,10 +66,8 @@ class PrivatePostgres:
 
         import pgserver
 
-        try:
+        with contextlib.suppress(Exception):  # already stopped
             pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, timeout=60, **self._user)
-        except Exception:  # noqa: BLE001 - already stopped
-            pass
         self.server.cleanup()
         shutil.rmtree(self.dir, ignore_errors=True)
 

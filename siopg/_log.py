@@ -6,12 +6,13 @@ through :func:`clip`, so one request cannot write a megabyte-long line at ERROR.
 
 from __future__ import annotations
 
-__all__ = ["clip"]
-
 
 def clip(value: object, limit: int = 200) -> str:
-    """`value` as text, cut to `limit` characters with an ellipsis and the full length."""
+    """`value` as text, at most `limit` characters (plus a note of how much was cut), with
+    control characters escaped, so a 700 kB name or a forged newline cannot flood or forge logs."""
     text = value if isinstance(value, str) else str(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} chars)"
+    extra = len(text) - limit
+    if extra > 0:
+        text = text[:limit]
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return text + f"...(+{extra} chars)" if extra > 0 else text

@@ -120,6 +120,7 @@ class _Collector:
         yield sockets
         yield rooms
         yield from _name_limit_families(server)
+        yield from postgres_log_metrics(server)
 
 
 def _labelable(name: str) -> bool:
@@ -211,3 +212,21 @@ def _name_limit_families(server: Server) -> Iterator[Any]:
     gauge = GaugeMetricFamily("siopg_dynamic_namespaces", "Dynamic child namespaces that exist now")
     gauge.add_metric([], count() if count is not None else 0)
     yield gauge
+
+
+def postgres_log_metrics(server: Server) -> Iterator[Any]:
+    """The Postgres packet log, as this process saw it at its last pruning pass (every
+    `cleanup_interval`): its size and the age of its oldest row say whether pruning keeps up."""
+    cluster = next((c for nsp in list(server.namespaces.values())
+                    if hasattr(c := getattr(nsp.adapter, "cluster", None), "log_stats")), None)
+    if cluster is None:  # not the Postgres adapter
+        return
+    rows = GaugeMetricFamily("siopg_pg_log_rows", "Rows in the Postgres packet log (id span: an upper bound)")
+    rows.add_metric([], cluster.log_stats.rows)
+    age = GaugeMetricFamily("siopg_pg_log_oldest_seconds", "Age of the oldest row of the Postgres packet log")
+    age.add_metric([], cluster.log_stats.oldest_age)
+    pruned = CounterMetricFamily("siopg_pg_log_pruned", "Packet log rows this process pruned")
+    pruned.add_metric([], cluster.pruned_packets)
+    yield rows
+    yield age
+    yield pruned

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import asyncpg
 
+from siopg._log import clip
 from siopg.adapter.base import NamespaceLike, RestoredSession, Session
 from siopg.adapter.cluster import ClusterAdapter, ClusterMessage
 from siopg.adapter.postgres import codec
@@ -33,7 +34,7 @@ from siopg.adapter.postgres.migrations import (
     validate_schema,
 )
 from siopg.adapter.postgres.publisher import Publisher
-from siopg.adapter.postgres.store import Store
+from siopg.adapter.postgres.store import LogStats, Store
 from siopg.parser import Packet, PacketType
 
 log = logging.getLogger("siopg.adapter.postgres")
@@ -111,6 +112,10 @@ class PgCluster:
         self._lock = asyncio.Lock()
         self.alive: dict[str, set[str]] = {}
         self.errors = 0
+        self._bad_node_rows: set[str] = set()
+        # read by siopg.metrics: packets this process pruned, the log's size after its last pass
+        self.pruned_packets = 0
+        self.log_stats = LogStats()
         # session writes, applied in order by one task: ("dirty", adapter, sid), ("forget", pid),
         # ("persist", args, future)
         self._session_ops: list[tuple[Any, ...]] = []
@@ -121,7 +126,7 @@ class PgCluster:
     # errors ------------------------------------------------------------------------------
     def report(self, exc: BaseException) -> None:
         self.errors += 1
-        log.error("siopg postgres adapter (%s): %s: %s", self.uid, type(exc).__name__, exc)
+        log.error("siopg postgres adapter (%s): %s: %s", self.uid, type(exc).__name__, clip(exc))
         handler = self.o.error_handler
         if handler is not None:
             try:
@@ -138,7 +143,7 @@ class PgCluster:
                 await self._start()
             self.adapters[adapter.nsp.name] = adapter
             assert self.store is not None
-            await self.store.heartbeat(self.uid, [adapter.nsp.name])  # counts at once
+            self._heartbeat_failed(await self.store.heartbeat(self.uid, [adapter.nsp.name]))  # counts at once
 
     async def _start(self) -> None:
         o = self.o
@@ -212,10 +217,17 @@ class PgCluster:
 
     async def _heartbeat(self) -> None:
         assert self.store is not None
-        await self.store.heartbeat(self.uid, list(self.adapters))
+        self._heartbeat_failed(await self.store.heartbeat(self.uid, list(self.adapters)))
         self.alive = await self.store.alive(self.o.heartbeat_timeout)
         for name, adapter in list(self.adapters.items()):
             adapter.keep_only_servers(self.alive.get(name, set()))
+
+    def _heartbeat_failed(self, names: list[str]) -> None:
+        """Report namespaces whose nodes row Postgres refused (once each: they keep failing)."""
+        for name in names:
+            if name not in self._bad_node_rows and len(self._bad_node_rows) < 1000:
+                self._bad_node_rows.add(name)
+                self.report(RuntimeError(f"namespace {clip(name, 100)!s} cannot be heartbeated; other servers do not count it"))
 
     def retention(self) -> float:
         if self.o.retention is not None:
@@ -227,7 +239,9 @@ class PgCluster:
         assert self.store is not None
         retention = self.retention()
         # node rows outlive the window: live sessions of a dead server stay valid that long
-        await self.store.prune(retention, max(60.0, 6 * self.o.heartbeat_timeout, retention + 60.0))
+        result = await self.store.prune(retention, max(60.0, 6 * self.o.heartbeat_timeout, retention + 60.0))
+        self.pruned_packets += result.packets
+        self.log_stats = await self.store.log_stats()
 
     # sessions ----------------------------------------------------------------------------
     # A socket leaving queues ("forget", pid, t): its live snapshot is deleted unless the
@@ -332,7 +346,7 @@ class PgCluster:
         try:
             message = codec.decode(row)
         except Exception as exc:  # noqa: BLE001 - a row written by hand or by a newer version
-            log.warning("ignored undecodable packet row %s: %s", row["id"], exc)
+            log.warning("ignored undecodable packet row %s: %s", row["id"], clip(exc))
             return
         adapter.on_message(message, str(row["id"]))
 

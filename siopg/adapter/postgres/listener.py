@@ -16,14 +16,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from typing import Any, Callable
 
 import asyncpg
 
+from siopg._log import clip
 from siopg.adapter.postgres.aio import cancel_and_wait
 from siopg.adapter.postgres.codec import SELECT_COLUMNS
 
 log = logging.getLogger("siopg.adapter.postgres")
+_HINT_RE = re.compile(r"[0-9]{1,19}")
+
+
+def parse_hint(payload: object) -> int | None:
+    """The offset a NOTIFY announces, or None: ASCII digits only (`str.isdigit` also accepts
+    '²' or Arabic-Indic digits, which `int` refuses or reads as another number), 19 at most."""
+    if not isinstance(payload, str) or _HINT_RE.fullmatch(payload) is None:
+        return None
+    return int(payload)
 
 
 class LogListener:
@@ -86,13 +97,14 @@ class LogListener:
 
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         self.notifications += 1
-        if not payload.isdigit() or len(payload) > 19:
+        hint = parse_hint(payload)
+        if hint is None:
             # not ours (or forged): harmless, we only read committed rows from the table
             self.bad_notifications += 1
             if self.bad_notifications <= 10 or self.bad_notifications % 1000 == 0:
-                log.warning("ignored a malformed notification on %s from backend %s: %.80r", channel, pid, payload)
+                log.warning("ignored a malformed notification on %s from backend %s: %s", channel, pid, clip(repr(payload), 80))
             return
-        if int(payload) > self.last_id:
+        if hint > self.last_id:
             self._wake.set()
 
     def _on_terminated(self, conn: Any) -> None:

@@ -85,8 +85,14 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+_PLACEHOLDER_RE = re.compile(r"@schema(_literal)?@")
+
+
 def render(sql: str, schema: str) -> str:
-    return sql.replace("@schema_literal@", quote_literal(schema)).replace("@schema@", quote_ident(schema))
+    """Substitute the placeholders in ONE pass: text coming from the schema name is never
+    scanned again (a name containing `@schema@` must not open a second substitution)."""
+    ident, literal = quote_ident(schema), quote_literal(schema)
+    return _PLACEHOLDER_RE.sub(lambda m: literal if m.group(1) else ident, sql)
 
 
 def latest_version() -> int:

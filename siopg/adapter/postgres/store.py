@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,9 @@ import asyncpg
 from siopg.adapter.postgres.codec import SELECT_COLUMNS
 
 _PRUNE_LOCK = 1936289641
+NODE_ROW = ""  # the nodes row that says a server is alive, whatever its namespaces
+# a value Postgres refuses (too long to index, NUL, bad encoding; ValueError: client-side checks)
+_ROW_ERRORS = (asyncpg.DataError, asyncpg.ProgramLimitExceededError, ValueError)
 
 
 @dataclass(slots=True)
@@ -18,6 +23,15 @@ class PruneResult:
     sessions: int = 0
     nodes: int = 0
     skipped: bool = False
+    batches: int = 0
+
+
+@dataclass(slots=True)
+class LogStats:
+    """The packet log's size as seen after a pruning pass (for metrics)."""
+
+    rows: int = 0  # id span of the rows left: an upper bound of the row count, O(1) to read
+    oldest_age: float = 0.0  # seconds since the oldest row left was written
 
 
 class Store:
@@ -63,7 +77,7 @@ class Store:
         )
         self._heartbeat_sql = (
             f"INSERT INTO {q}.nodes (uid, nsp) SELECT $1, unnest($2::text[])"
-            " ON CONFLICT (uid, nsp) DO UPDATE SET last_seen = now()"
+            " ON CONFLICT (uid, md5(nsp)) DO UPDATE SET last_seen = now()"
         )
         self._alive_sql = (
             f"SELECT uid, nsp FROM {q}.nodes WHERE last_seen > now() - make_interval(secs => $1)"
@@ -110,9 +124,27 @@ class Store:
         return await conn.fetch(self._missed_sql, nsp, after, upto, rooms)
 
     # nodes -------------------------------------------------------------------------------
-    async def heartbeat(self, uid: str, namespaces: list[str]) -> None:
-        if namespaces:
-            await self.pool.execute(self._heartbeat_sql, uid, namespaces)
+    async def heartbeat(self, uid: str, namespaces: list[str]) -> list[str]:
+        """Refresh the server's rows; returns the namespaces whose row could not be written.
+
+        The server's own liveness row (namespace "", never a real one) keeps its live
+        sessions valid whatever its namespaces are. When the one-statement batch fails on a
+        value (not on the connection), each row is written alone, so one namespace Postgres
+        refuses costs only its own row, never the others' heartbeat.
+        """
+        names = [NODE_ROW, *namespaces]
+        try:
+            await self.pool.execute(self._heartbeat_sql, uid, names)
+            return []
+        except _ROW_ERRORS:
+            pass
+        failed = []
+        for name in names:
+            try:
+                await self.pool.execute(self._heartbeat_sql, uid, [name])
+            except _ROW_ERRORS:
+                failed.append(name)
+        return failed
 
     async def leave(self, uid: str, namespaces: list[str]) -> None:
         await self.pool.execute(self._leave_sql, uid, namespaces)
@@ -128,57 +160,74 @@ class Store:
         return await self.pool.fetchval(self._count_sql, nsp, timeout)
 
     # pruning -----------------------------------------------------------------------------
-    async def prune(self, retention: float, node_ttl: float, batch: int = 5000, rounds: int = 10) -> PruneResult:
-        """Delete expired packets, sessions and dead nodes, at most `batch * rounds` rows each.
+    async def prune(self, retention: float, node_ttl: float, batch: int = 5000,
+                    rounds: int | None = None) -> PruneResult:
+        """Delete everything due: expired packets, sessions and dead nodes.
 
-        Packets are scanned from the oldest id with a LIMIT, so the cost is bounded even with
-        nothing to delete; one process at a time prunes (try-lock, others skip).
+        Work goes in batches of `batch` rows, each its own short transaction (the log's
+        ordering lock and readers are never held up for long) with an event-loop yield in
+        between, and goes on until a batch comes back short: one pass removes all that was
+        due when it started, so pruning keeps up with any publish rate Postgres can take (a
+        delete batch costs about what the insert of its rows did). One process at a time
+        prunes: each batch takes a try-lock, and a pass stops when another process holds it.
+        Packets are scanned from the oldest id with a LIMIT, so a batch costs O(batch) even
+        with nothing to delete. `rounds` caps the batches per table (None: until done).
         """
         q = self.q
         result = PruneResult()
+        lock = "SELECT pg_try_advisory_xact_lock($1, hashtext($2))"
+        steps = [
+            (
+                (f"WITH d AS (DELETE FROM {q}.packets WHERE id IN ("
+                f" SELECT id FROM (SELECT id, created_at FROM {q}.packets ORDER BY id LIMIT $1) s"
+                "  WHERE created_at < now() - make_interval(secs => $2)) RETURNING id)"
+                " SELECT count(*) AS n, max(id) AS last FROM d"),
+                retention, "packets",
+            ),
+            (
+                (f"WITH d AS (DELETE FROM {q}.sessions WHERE pid IN ("
+                f" SELECT pid FROM {q}.sessions WHERE expires_at < now() ORDER BY expires_at LIMIT $1)"
+                " RETURNING 1) SELECT count(*) AS n, NULL::bigint AS last FROM d"),
+                None, "sessions",
+            ),
+            (  # live sessions of servers dead for longer than the window
+                (f"WITH d AS (DELETE FROM {q}.sessions WHERE pid IN ("
+                f" SELECT pid FROM {q}.sessions s WHERE expires_at IS NULL AND NOT EXISTS ("
+                f"  SELECT 1 FROM {q}.nodes n WHERE n.uid = s.owner"
+                "   AND n.last_seen > now() - make_interval(secs => $2)) LIMIT $1)"
+                " RETURNING 1) SELECT count(*) AS n, NULL::bigint AS last FROM d"),
+                retention, "sessions",
+            ),
+            (
+                (f"WITH d AS (DELETE FROM {q}.nodes WHERE ctid IN ("
+                f" SELECT ctid FROM {q}.nodes WHERE last_seen < now() - make_interval(secs => $2) LIMIT $1)"
+                " RETURNING 1) SELECT count(*) AS n, NULL::bigint AS last FROM d"),
+                node_ttl, "nodes",
+            ),
+        ]
         async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                got = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _PRUNE_LOCK, self.schema)
-                if not got:
-                    result.skipped = True
-                    return result
-                for _ in range(rounds):
-                    row = await conn.fetchrow(
-                        f"WITH d AS (DELETE FROM {q}.packets WHERE id IN ("
-                        f" SELECT id FROM (SELECT id, created_at FROM {q}.packets ORDER BY id LIMIT $1) s"
-                        "  WHERE created_at < now() - make_interval(secs => $2)) RETURNING id)"
-                        " SELECT count(*) AS n, max(id) AS last FROM d",
-                        batch, retention,
-                    )
-                    if row["n"]:
-                        result.packets += row["n"]
-                        await conn.execute(
-                            f"UPDATE {q}.log_state SET pruned_through = greatest(pruned_through, $1)", row["last"]
-                        )
+            for sql, arg, field in steps:
+                for _ in itertools.repeat(None) if rounds is None else range(rounds):
+                    async with conn.transaction():
+                        if not await conn.fetchval(lock, _PRUNE_LOCK, self.schema):
+                            result.skipped = True  # another process is pruning
+                            return result
+                        row = await conn.fetchrow(sql, batch, *(() if arg is None else (arg,)))
+                        if row["last"] is not None:
+                            await conn.execute(
+                                f"UPDATE {q}.log_state SET pruned_through = greatest(pruned_through, $1)", row["last"]
+                            )
+                    result.batches += 1
+                    setattr(result, field, getattr(result, field) + row["n"])
                     if row["n"] < batch:
                         break
-                for _ in range(rounds):
-                    n = await conn.fetchval(
-                        f"WITH d AS (DELETE FROM {q}.sessions WHERE pid IN ("
-                        f" SELECT pid FROM {q}.sessions WHERE expires_at < now() ORDER BY expires_at LIMIT $1)"
-                        " RETURNING 1) SELECT count(*) FROM d",
-                        batch,
-                    )
-                    result.sessions += n
-                    if n < batch:
-                        break
-                # live sessions of servers dead for longer than the window
-                result.sessions += await conn.fetchval(
-                    f"WITH d AS (DELETE FROM {q}.sessions WHERE pid IN ("
-                    f" SELECT pid FROM {q}.sessions s WHERE expires_at IS NULL AND NOT EXISTS ("
-                    f"  SELECT 1 FROM {q}.nodes n WHERE n.uid = s.owner"
-                    "   AND n.last_seen > now() - make_interval(secs => $2)) LIMIT $1)"
-                    " RETURNING 1) SELECT count(*) FROM d",
-                    batch, retention,
-                )
-                result.nodes = await conn.fetchval(
-                    f"WITH d AS (DELETE FROM {q}.nodes WHERE last_seen < now() - make_interval(secs => $1)"
-                    " RETURNING 1) SELECT count(*) FROM d",
-                    node_ttl,
-                )
+                    await asyncio.sleep(0)  # let the process serve between batches
         return result
+
+    async def log_stats(self) -> LogStats:
+        """Size and age of the packet log (two index probes)."""
+        row = await self.pool.fetchrow(
+            f"SELECT max(id) - min(id) + 1 AS span, extract(epoch FROM now() - ("
+            f" SELECT created_at FROM {self.q}.packets ORDER BY id LIMIT 1)) AS age FROM {self.q}.packets"
+        )
+        return LogStats(rows=int(row["span"] or 0), oldest_age=float(row["age"] or 0.0))

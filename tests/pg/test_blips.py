@@ -149,4 +149,19 @@ async def test_postgres_restarted_mid_traffic(js: Any) -> None:
     finally:
         await a.stop()
         await b.stop()
-        await asyncio.to_thread(pg.cleanup)
+        await asyncio.to_thread(stop_restarted, pg, data_dir, user)
+
+
+def stop_restarted(pg: Any, data_dir: str, user: dict[str, str]) -> None:
+    """Stop a pgserver instance that was restarted: pgserver's own cleanup tracks the
+    postmaster it started, so after `pg_ctl restart` the new one must be stopped by hand."""
+    import shutil
+
+    import pgserver
+
+    try:
+        pgserver.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pg.pgdata, timeout=30, **user)
+    except Exception:  # noqa: BLE001 - already stopped
+        pass
+    pg.cleanup()
+    shutil.rmtree(data_dir, ignore_errors=True)

@@ -41,6 +41,13 @@ class EngineOptions:
         unknown = [t for t in self.transports if t not in TRANSPORTS]
         if unknown or not self.transports:
             raise ValueError(f"transports must be a non-empty subset of {TRANSPORTS}, got {unknown}")
+        if self.cors_allowed_origins == "*" and self.cors_credentials:
+            # Browsers refuse "*" with credentials; echoing every Origin instead would let any
+            # site make credentialed requests as the user.
+            raise ValueError(
+                'cors_allowed_origins="*" cannot be combined with cors_credentials=True: '
+                "list the allowed origins instead"
+            )
         if isinstance(self.cors_allowed_origins, str) and self.cors_allowed_origins != "*":
             self.cors_allowed_origins = (self.cors_allowed_origins,)
         if not self.path.endswith("/"):

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._log import clip
 from .errors import (
     BadHandshakeMethod,
     BadRequest,
@@ -102,11 +103,8 @@ class EngineServer:
             return []
         origin = headers.get("origin")
         out: list[tuple[str, str]] = []
-        if allowed == "*":
-            if origin and self.options.cors_credentials:
-                out += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
-            else:
-                out.append(("Access-Control-Allow-Origin", "*"))
+        if allowed == "*":  # never with credentials (EngineOptions refuses that)
+            out.append(("Access-Control-Allow-Origin", "*"))
         elif origin and origin in allowed:
             out += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         else:
@@ -165,8 +163,11 @@ class EngineServer:
                 result = hook(info)
                 if inspect.isawaitable(result):
                     await result
-            except Exception as exc:  # the hook refuses by raising
-                raise Forbidden(str(exc) or None, context="allow_request refused") from None
+            except EngineError:  # the app chose the status and the message the client gets
+                raise
+            except Exception as exc:  # the hook refuses by raising; its text stays here
+                log.info("allow_request refused %s: %s", clip(info.url), clip(repr(exc)))
+                raise Forbidden(context="allow_request refused") from None
         if query.get("EIO") != "4":
             raise UnsupportedProtocolVersion(context=f"EIO {query.get('EIO')!r}")
         return None
@@ -224,7 +225,7 @@ class EngineServer:
                 return await self._post(socket, info, read_body)
             raise BadRequest(context=f"method {info.method} on a session")
         except EngineError as err:
-            log.debug("refused %s %s: %r", info.method, info.url, err)
+            log.debug("refused %s %s: %r", clip(info.method, 20), clip(info.url), err)
             return self.error_reply(err, headers)
 
     def _polling_handshake(self, info: RequestInfo) -> HttpReply:

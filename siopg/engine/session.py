@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
+from .._log import clip
 from .errors import BadRequest, PayloadTooLarge
 from .message import CLOSE, NOOP, PING, PONG_PROBE, EncodedPacket
 from .protocol import SEPARATOR, Packet, PacketDecodeError, PacketType, decode_packet
@@ -482,5 +483,5 @@ class Session:
         if self.poll_waiting:
             self.poll_waiting = False
             self.driver.answer_poll(poll_answer.polling)
-        log.debug("engine session %s closed: %s (%s)", self.sid, reason, description)
+        log.debug("engine session %s closed: %s (%s)", self.sid, reason, clip(description))
         self.driver.session_closed(reason, description)

@@ -98,7 +98,7 @@ async def test_allow_request_and_closing_refuse(engine: EngineServer) -> None:
 
     server = EngineServer(lambda s: None, EngineOptions(allow_request=refuse))
     reply = await server.handle_http(info(EIO="4", transport="polling"), body(b""))
-    assert reply.status == 403 and json.loads(reply.body) == {"code": 4, "message": "go away"}
+    assert reply.status == 403 and json.loads(reply.body) == {"code": 4, "message": "Forbidden"}
     await engine.close()
     reply = await engine.handle_http(info(EIO="4", transport="polling"), body(b""))
     assert reply.status == 400
@@ -116,3 +116,53 @@ def test_options_validation_and_cookie() -> None:
                                  "max_age": 60}).cookie_header("s") == "io=s; Max-Age=60; Path=/; Secure; SameSite=Strict"
     sid = EngineOptions().sid_generator()
     assert len(sid) == 20 and sid != EngineOptions().sid_generator()
+
+
+def test_cors_star_with_credentials_is_refused() -> None:
+    with pytest.raises(ValueError, match="cors_credentials"):
+        EngineOptions(cors_allowed_origins="*", cors_credentials=True)
+    # a list of origins with credentials, and "*" without, stay allowed
+    EngineOptions(cors_allowed_origins=["https://a.example"], cors_credentials=True)
+    star = EngineServer(lambda s: None, EngineOptions(cors_allowed_origins="*"))
+    assert star.cors_headers({"origin": "https://evil.example"}) == [("Access-Control-Allow-Origin", "*")]
+
+
+async def test_allow_request_exception_text_is_logged_clipped_not_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "postgresql://app:hunter2@db/prod " + "x" * 5000
+
+    def refuse(req: RequestInfo) -> None:
+        raise RuntimeError(secret)
+
+    server = EngineServer(lambda s: None, EngineOptions(allow_request=refuse))
+    with caplog.at_level("DEBUG", logger="siopg.engine"):
+        reply = await server.handle_http(info(EIO="4", transport="polling"), body(b""))
+    assert reply.status == 403 and json.loads(reply.body) == {"code": 4, "message": "Forbidden"}
+    assert b"hunter2" not in reply.body
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("hunter2" in m for m in logged)  # the operator still sees why
+    assert all(len(m) < 1000 for m in logged)
+
+
+async def test_allow_request_may_choose_its_engine_error() -> None:
+    from siopg.engine.errors import Forbidden
+
+    def refuse(req: RequestInfo) -> None:
+        raise Forbidden("Token expired")
+
+    server = EngineServer(lambda s: None, EngineOptions(allow_request=refuse))
+    reply = await server.handle_http(info(EIO="4", transport="polling"), body(b""))
+    assert reply.status == 403 and json.loads(reply.body) == {"code": 4, "message": "Token expired"}
+
+
+async def test_refusal_log_lines_are_clipped(caplog: pytest.LogCaptureFixture) -> None:
+    server = EngineServer(lambda s: None, EngineOptions())
+    huge = "t" * 700_000
+    with caplog.at_level("DEBUG", logger="siopg.engine"):
+        reply = await server.handle_http(info(EIO="4", transport=huge, sid="s" * 700_000), body(b""))
+        assert reply.status == 400
+        reply = await server.handle_http(info(EIO="4", transport="polling", sid=huge), body(b""))
+        assert reply.status == 400
+    assert len(caplog.records) == 2
+    assert all(len(r.getMessage()) < 1000 for r in caplog.records)

@@ -28,8 +28,8 @@ from .errors import (
     UnknownTransport,
     UnsupportedProtocolVersion,
 )
-from .options import EngineOptions
 from .message import EncodedPacket
+from .options import EngineOptions
 from .request import RequestInfo
 from .session import SERVER_SHUTTING_DOWN, SessionConfig
 from .socket import EngineSocket, FlushBatch, WsWriter

@@ -12,17 +12,18 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import aiohttp
+import pytest
+from engine.conftest import Factory, Running, aiohttp_engine, asgi_engine  # noqa: F401  (fixtures used below)
 
-from engine.conftest import (  # noqa: F401  (fixtures)
-    Factory,
-    Running,
-    aiohttp_engine,
-    any_engine,
-    asgi_engine,
-)
 from siopg.engine import OutgoingMessage
 
 SHORT = aiohttp.ClientTimeout(total=5)
+
+
+@pytest.fixture(params=["aiohttp", "asgi"])
+def binding(request: pytest.FixtureRequest) -> Factory:
+    """Each test once behind aiohttp and once behind uvicorn (ASGI)."""
+    return request.getfixturevalue(f"{request.param}_engine")  # type: ignore[no-any-return]
 
 
 async def eventually(cond: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -51,8 +52,8 @@ async def park_and_leave(srv: Running, sid: str) -> None:
     writer.close()
 
 
-async def test_packet_sent_after_the_client_left_goes_to_the_next_get(any_engine: Factory) -> None:
-    srv = await any_engine()
+async def test_packet_sent_after_the_client_left_goes_to_the_next_get(binding: Factory) -> None:
+    srv = await binding()
     sid = await srv.handshake()
     await park_and_leave(srv, sid)
     srv.engine.sockets[sid].send([OutgoingMessage("not lost")])
@@ -63,8 +64,8 @@ async def test_packet_sent_after_the_client_left_goes_to_the_next_get(any_engine
     assert srv.recorder.closes == []  # the session went on
 
 
-async def test_next_get_after_the_client_left_is_no_overlap(any_engine: Factory) -> None:
-    srv = await any_engine()
+async def test_next_get_after_the_client_left_is_no_overlap(binding: Factory) -> None:
+    srv = await binding()
     sid = await srv.handshake()
     await park_and_leave(srv, sid)
     socket = srv.engine.sockets[sid]

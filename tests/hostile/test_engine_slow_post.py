@@ -7,13 +7,14 @@ import asyncio
 import time
 from urllib.parse import urlsplit
 
-from engine.conftest import (  # noqa: F401  (fixtures)
-    Factory,
-    Running,
-    aiohttp_engine,
-    any_engine,
-    asgi_engine,
-)
+import pytest
+from engine.conftest import Factory, Running, aiohttp_engine, asgi_engine  # noqa: F401  (fixtures used below)
+
+
+@pytest.fixture(params=["aiohttp", "asgi"])
+def binding(request: pytest.FixtureRequest) -> Factory:
+    """Each test once behind aiohttp and once behind uvicorn (ASGI)."""
+    return request.getfixturevalue(f"{request.param}_engine")  # type: ignore[no-any-return]
 
 
 async def slow_post(srv: Running, sid: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -36,8 +37,8 @@ async def answer_and_close(reader: asyncio.StreamReader, within: float) -> bytes
     return await asyncio.wait_for(reader.read(), within)
 
 
-async def test_slow_post_ends_at_the_body_timeout(any_engine: Factory) -> None:
-    srv = await any_engine(http_body_timeout=0.5)
+async def test_slow_post_ends_at_the_body_timeout(binding: Factory) -> None:
+    srv = await binding(http_body_timeout=0.5)
     sid = await srv.handshake()
     started = time.monotonic()
     reader, writer = await slow_post(srv, sid)
@@ -51,9 +52,9 @@ async def test_slow_post_ends_at_the_body_timeout(any_engine: Factory) -> None:
     assert srv.recorder.closes == [(sid, "transport error", "request body timeout")]
 
 
-async def test_slow_post_ends_when_its_session_closes(any_engine: Factory) -> None:
+async def test_slow_post_ends_when_its_session_closes(binding: Factory) -> None:
     # default body timeout (20 s); the session dies of a ping timeout after ~0.6 s
-    srv = await any_engine(ping_interval=0.3, ping_timeout=0.3)
+    srv = await binding(ping_interval=0.3, ping_timeout=0.3)
     sid = await srv.handshake()
     reader, writer = await slow_post(srv, sid)
     try:

@@ -273,7 +273,8 @@ class DefaultDecoder:
         if i < length and text[i] in _DIGITS:
             start = i
             i += 1
-            while i < length and text[i] in _DIGITS:
+            end = min(length, start + 17)  # 17 digits are too many already: stop there
+            while i < end and text[i] in _DIGITS:
                 i += 1
             if i - start > 16 or (ack_id := int(text[start:i])) > _MAX_ACK_ID:
                 raise ParseError("invalid ack id: too large")

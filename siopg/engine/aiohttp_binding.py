@@ -11,8 +11,9 @@ except messages sent with `compress(False)`, whose plain frames are written as t
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
@@ -24,6 +25,8 @@ from .server import HttpReply, WsClosed, now_ms
 
 if TYPE_CHECKING:
     from .server import EngineServer
+
+log = logging.getLogger("siopg.engine")
 
 
 class RawWsWriter:
@@ -158,6 +161,31 @@ def to_response(reply: HttpReply) -> web.Response:
     return response
 
 
+async def _write_reply(
+    request: web.Request, reply: HttpReply, connection_open: Callable[[], bool]
+) -> web.StreamResponse:
+    """Write the reply here rather than after the handler returns (where aiohttp ignores a
+    failed write), so a reply that did not go out is reported through `undelivered`; with
+    `reply.close`, close the connection instead of reading the rest of the body."""
+    response = to_response(reply)
+    if reply.close:
+        response.force_close()
+    sent = False
+    try:
+        if connection_open():
+            await response.prepare(request)
+            await response.write_eof()
+            sent = True
+    except Exception as exc:  # the connection broke while we wrote
+        log.debug("engine reply not written: %r", exc)
+    finally:
+        if not sent and reply.undelivered is not None:
+            reply.undelivered()
+    if reply.close and sent:
+        request.protocol.force_close()  # no lingering read of an unread body
+    return response
+
+
 async def handle_request(server: EngineServer, request: web.Request) -> web.StreamResponse:
     info = request_info(request)
     is_upgrade = (
@@ -175,7 +203,14 @@ async def handle_request(server: EngineServer, request: web.Request) -> web.Stre
                     return None
             return bytes(buf)
 
-        return to_response(await server.handle_http(info, read_body))
+        def connection_open() -> bool:
+            transport = request.transport  # None once aiohttp saw the connection close
+            return transport is not None and not transport.is_closing()
+
+        reply = await server.handle_http(info, read_body, connection_open)
+        if reply.undelivered is None and not reply.close:
+            return to_response(reply)
+        return await _write_reply(request, reply, connection_open)
 
     try:
         socket, is_new = await server.accept_websocket(info)

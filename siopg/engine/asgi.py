@@ -163,8 +163,42 @@ class EngineASGIApp:
                 if not message.get("more_body", False):
                     return bytes(buf)
 
-        reply = await self.server.handle_http(info, read_body)
-        await _send_reply(send, reply)
+        # A polling GET may stay parked for a while: watch its connection (the next receive()
+        # after the empty body is http.disconnect), so its answer is never sent into a
+        # connection that is gone (the server would drop it silently).
+        gone = False
+        watcher: asyncio.Task[None] | None = None
+        if info.method == "GET" and "sid" in info.query:
+
+            async def watch() -> None:
+                nonlocal gone
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+
+            watcher = asyncio.ensure_future(watch())
+        try:
+            reply = await self.server.handle_http(info, read_body, lambda: not gone)
+            sent = False
+            try:
+                if reply.undelivered is not None and watcher is not None:
+                    # the server silently drops a reply to a connection it saw close: let the
+                    # watcher see a disconnect that is already queued (after the reply,
+                    # receive() says http.disconnect anyway, so it cannot tell afterwards)
+                    await asyncio.sleep(0)
+                if not gone:
+                    if reply.close:  # the body was not read to its end
+                        reply.headers.append(("Connection", "close"))
+                    await _send_reply(send, reply)
+                    sent = True
+            except Exception:  # the connection broke while we wrote
+                pass
+            finally:
+                if not sent and reply.undelivered is not None:
+                    reply.undelivered()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from .._log import clip
+
 
 class EngineError(Exception):
     """A refused HTTP request. `code` and `message` form engine.io's JSON error body."""
@@ -14,7 +16,8 @@ class EngineError(Exception):
 
     def __init__(self, message: str | None = None, *, context: str | None = None) -> None:
         self.message = message or self.default_message
-        self.context = context  # why, for logs only (never sent to the client)
+        # why, for logs only (never sent to the client); may quote client input, so clipped
+        self.context = context = None if context is None else clip(context)
         super().__init__(self.message if context is None else f"{self.message} ({context})")
 
     def body(self) -> bytes:

@@ -34,6 +34,9 @@ class EngineOptions:
     http_compression: bool = False
     per_message_deflate: bool = False
     max_buffer_size: int = 8 * 1024 * 1024
+    # Seconds a polling POST may take to send its body (None: no limit). Past it, or when
+    # its session closes meanwhile, the client gets a 400 and the connection is closed.
+    http_body_timeout: float | None = 20.0
     sid_generator: Callable[[], str] = field(default=default_sid)
 
     def __post_init__(self) -> None:
@@ -41,8 +44,17 @@ class EngineOptions:
         unknown = [t for t in self.transports if t not in TRANSPORTS]
         if unknown or not self.transports:
             raise ValueError(f"transports must be a non-empty subset of {TRANSPORTS}, got {unknown}")
+        if self.cors_allowed_origins == "*" and self.cors_credentials:
+            # Browsers refuse "*" with credentials; echoing every Origin instead would let any
+            # site make credentialed requests as the user.
+            raise ValueError(
+                'cors_allowed_origins="*" cannot be combined with cors_credentials=True: '
+                "list the allowed origins instead"
+            )
         if isinstance(self.cors_allowed_origins, str) and self.cors_allowed_origins != "*":
             self.cors_allowed_origins = (self.cors_allowed_origins,)
+        if self.http_body_timeout is not None and not self.http_body_timeout > 0:
+            raise ValueError(f"http_body_timeout must be > 0 or None, got {self.http_body_timeout!r}")
         if not self.path.endswith("/"):
             self.path += "/"
         if not self.path.startswith("/"):

@@ -14,8 +14,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from .._log import clip
 from .errors import (
     BadHandshakeMethod,
     BadRequest,
@@ -26,6 +28,7 @@ from .errors import (
     UnknownTransport,
     UnsupportedProtocolVersion,
 )
+from .message import EncodedPacket
 from .options import EngineOptions
 from .request import RequestInfo
 from .session import SERVER_SHUTTING_DOWN, SessionConfig
@@ -47,6 +50,11 @@ class HttpReply:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # A binding that could not write this reply (its connection was gone) must call this:
+    # a poll answer's packets then go back to the session's queue instead of being lost.
+    undelivered: Callable[[], None] | None = None
+    # Close the connection after this reply (the request body was not read to its end).
+    close: bool = False
 
 
 class WsClosed(Exception):
@@ -102,11 +110,8 @@ class EngineServer:
             return []
         origin = headers.get("origin")
         out: list[tuple[str, str]] = []
-        if allowed == "*":
-            if origin and self.options.cors_credentials:
-                out += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
-            else:
-                out.append(("Access-Control-Allow-Origin", "*"))
+        if allowed == "*":  # never with credentials (EngineOptions refuses that)
+            out.append(("Access-Control-Allow-Origin", "*"))
         elif origin and origin in allowed:
             out += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         else:
@@ -128,8 +133,8 @@ class EngineServer:
 
     def error_reply(self, err: EngineError, headers: dict[str, str]) -> HttpReply:
         cors = self.cors_headers(headers)
-        if isinstance(err, PayloadTooLarge):
-            return HttpReply(413, b"", cors)
+        if isinstance(err, PayloadTooLarge):  # the rest of the body is not read
+            return HttpReply(413, b"", cors, close=True)
         return HttpReply(err.status, err.body(), [("Content-Type", "application/json"), *cors])
 
     async def verify(self, info: RequestInfo, upgrade: bool) -> EngineSocket | None:
@@ -165,8 +170,11 @@ class EngineServer:
                 result = hook(info)
                 if inspect.isawaitable(result):
                     await result
-            except Exception as exc:  # the hook refuses by raising
-                raise Forbidden(str(exc) or None, context="allow_request refused") from None
+            except EngineError:  # the app chose the status and the message the client gets
+                raise
+            except Exception as exc:  # the hook refuses by raising; its text stays here
+                log.info("allow_request refused %s: %s", clip(info.url), clip(repr(exc)))
+                raise Forbidden(context="allow_request refused") from None
         if query.get("EIO") != "4":
             raise UnsupportedProtocolVersion(context=f"EIO {query.get('EIO')!r}")
         return None
@@ -206,9 +214,12 @@ class EngineServer:
         self,
         info: RequestInfo,
         read_body: Callable[[int], Awaitable[bytes | None]],
+        connection_open: Callable[[], bool] | None = None,
     ) -> HttpReply:
         """Serve one non-WebSocket request. `read_body(limit)` returns the body, or None
-        when it is longer than `limit` bytes."""
+        when it is longer than `limit` bytes. `connection_open()` tells whether the
+        request's connection is still open (a parked GET is answered only if it is); the
+        binding calls `reply.undelivered()` when it could not write the reply."""
         headers = info.headers
         if info.method == "OPTIONS":
             return self.preflight(headers)
@@ -219,12 +230,12 @@ class EngineServer:
             if socket.transport != "polling":  # pragma: no cover - verify() refuses this
                 raise BadRequest()
             if info.method == "GET":
-                return await self._poll(socket, info)
+                return await self._poll(socket, info, connection_open)
             if info.method == "POST":
                 return await self._post(socket, info, read_body)
             raise BadRequest(context=f"method {info.method} on a session")
         except EngineError as err:
-            log.debug("refused %s %s: %r", info.method, info.url, err)
+            log.debug("refused %s %s: %r", clip(info.method, 20), clip(info.url), err)
             return self.error_reply(err, headers)
 
     def _polling_handshake(self, info: RequestInfo) -> HttpReply:
@@ -234,19 +245,31 @@ class EngineServer:
         self._connected(socket)
         return reply
 
-    async def _poll(self, socket: EngineSocket, info: RequestInfo) -> HttpReply:
-        body = socket._session.on_poll()
-        if body is None:
-            fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    async def _poll(
+        self, socket: EngineSocket, info: RequestInfo, connection_open: Callable[[], bool] | None
+    ) -> HttpReply:
+        session = socket._session
+        answer: tuple[str, Sequence[EncodedPacket]] | None = session.poll()
+        if answer is None:  # parked until there is something to send
+            fut: asyncio.Future[tuple[str, Sequence[EncodedPacket]]]
+            fut = asyncio.get_running_loop().create_future()
             socket._poll_future = fut
+            socket._poll_alive = connection_open
             try:
-                body = await fut
+                answer = await fut
             except asyncio.CancelledError:
                 if socket._poll_future is fut:
                     socket._poll_future = None
-                    socket._session.on_poll_aborted()
+                    socket._poll_alive = None
+                    session.on_poll_aborted()
+                elif fut.done() and not fut.cancelled():  # answered, never written
+                    session.requeue(fut.result()[1])
                 raise
-        return self._text_reply(body, info)
+        body, packets = answer
+        reply = self._text_reply(body, info)
+        if packets:
+            reply.undelivered = partial(session.requeue, packets)
+        return reply
 
     async def _post(
         self, socket: EngineSocket, info: RequestInfo, read_body: Callable[[int], Awaitable[bytes | None]]
@@ -255,11 +278,22 @@ class EngineServer:
         session.begin_post()
         limit = self.options.max_http_buffer_size
         try:
-            body = await read_body(limit)
-        except Exception:
-            session.post_active = False
-            session.on_poll_aborted()
+            # bounded: a slow body cannot hold the request (and its session) open, and the
+            # read ends as soon as the session closes (EngineSocket.session_closed)
+            async with asyncio.timeout(self.options.http_body_timeout) as deadline:
+                socket._post_deadline = deadline
+                body = await read_body(limit)
+        except TimeoutError:
+            socket._post_deadline = None
+            session.on_post_aborted("request body timeout")
+            reply = self.error_reply(BadRequest(context="body timeout or session closed"), info.headers)
+            reply.close = True
+            return reply
+        except BaseException:
+            socket._post_deadline = None
+            session.on_post_aborted("data request connection closed prematurely")
             raise
+        socket._post_deadline = None
         answer = session.on_post(body, info.headers.get("content-type"))
         return HttpReply(
             200,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
+from .._log import clip
 from .errors import BadRequest, PayloadTooLarge
 from .message import CLOSE, NOOP, PING, PONG_PROBE, EncodedPacket
 from .protocol import SEPARATOR, Packet, PacketDecodeError, PacketType, decode_packet
@@ -50,8 +51,12 @@ class SessionDriver(Protocol):
     def set_deadline(self, when: float | None) -> None:
         """(Re)arm the session's single timer at `when` (None: disarm)."""
 
-    def answer_poll(self, body: str) -> None:
-        """Answer the parked polling GET with a 200 and this payload."""
+    def poll_alive(self) -> bool:
+        """Is the parked polling GET's connection still open (could an answer arrive)?"""
+
+    def answer_poll(self, body: str, packets: Sequence[EncodedPacket] = ()) -> None:
+        """Answer the parked polling GET with a 200 and this payload (made of `packets`,
+        which go back through :meth:`Session.requeue` if the answer cannot be written)."""
 
     def ws_write(self, packets: Sequence[EncodedPacket]) -> int:
         """Write these packets' frames on the WebSocket (active or probing), in one write;
@@ -198,9 +203,8 @@ class Session:
             self.queued_bytes = 0
             if self.driver.ws_write(packets) > self.config.max_buffer_size:
                 self._overflow()
-        elif self.poll_waiting:
-            self.poll_waiting = False
-            self.driver.answer_poll(self._take_payload())
+        elif self.poll_waiting and self._parked():
+            self._answer()
 
     @property
     def buffered_bytes(self) -> int:
@@ -209,15 +213,47 @@ class Session:
             return sum(p.size for p in self.queue)
         return self.queued_bytes
 
-    def _take_payload(self, *extra: EncodedPacket) -> str:
+    def _take_packets(self, *extra: EncodedPacket) -> tuple[str, list[EncodedPacket]]:
+        """Empty the queue into one polling payload: (body, the packets in it)."""
         packets = self.queue
         self.queue = []
         self.queued_bytes = 0
         if extra:
             packets = packets + list(extra)
         if len(packets) == 1:
-            return packets[0].polling
-        return SEPARATOR.join(p.polling for p in packets)
+            return packets[0].polling, packets
+        return SEPARATOR.join(p.polling for p in packets), packets
+
+    def _answer(self, *extra: EncodedPacket) -> None:
+        """Answer the parked GET with the queue (plus `extra`)."""
+        self.poll_waiting = False
+        self.driver.answer_poll(*self._take_packets(*extra))
+
+    def _parked(self) -> bool:
+        """Is a GET parked whose connection is still open? One whose connection went away is
+        released here with a noop (nothing it is given could arrive), so the queue stays for
+        the next GET and that GET is no overlap."""
+        if not self.poll_waiting:
+            return False
+        if self.driver.poll_alive():
+            return True
+        self.poll_waiting = False
+        self.driver.answer_poll(NOOP.polling)
+        return False
+
+    def requeue(self, packets: Sequence[EncodedPacket]) -> None:
+        """A poll answer was not written (its connection was gone): its packets go back to
+        the front of the queue, for the next GET (or the WebSocket after an upgrade)."""
+        if self.state is State.CLOSED:
+            return
+        packets = [p for p in packets if p is not NOOP and p is not CLOSE]
+        if not packets:
+            return
+        if not self.queue:
+            self.driver.request_flush()
+        self.queue[:0] = packets
+        if not self._ws_active:
+            self.queued_bytes += sum(len(p.polling) for p in packets)
 
     def _overflow(self) -> None:
         self.queue = []
@@ -227,29 +263,42 @@ class Session:
     # ------------------------------------------------------------------ polling
 
     def on_poll(self) -> str | None:
-        """A polling GET arrived. Returns the body to answer now, or None: parked, answered
-        later through ``driver.answer_poll``. Raises BadRequest (and closes) on overlap."""
+        """Like :meth:`poll`, returning only the body."""
+        answer = self.poll()
+        return None if answer is None else answer[0]
+
+    def poll(self) -> tuple[str, list[EncodedPacket]] | None:
+        """A polling GET arrived. Returns (body, its packets) to answer now, or None: parked,
+        answered later through ``driver.answer_poll``. Raises BadRequest (and closes) on
+        overlap. If the answer cannot be written, give its packets to :meth:`requeue`."""
         if self.state is State.CLOSED:
             raise BadRequest(context="session closed")
-        if self.poll_waiting:
+        if self.poll_waiting and self._parked():
             self._finish(TRANSPORT_ERROR, "overlap from client")
             raise BadRequest(context="overlapping GET")
         if self.state is State.CLOSING:
-            body = self._take_payload(CLOSE)
+            answer = self._take_packets(CLOSE)
             self._finish(self.close_reason or FORCED_CLOSE, None)
-            return body
+            return answer
         if self.queue:
-            return self._take_payload()
+            return self._take_packets()
         if self.state is State.UPGRADING and self.probed:
-            return NOOP.polling  # let the client pause polling and finish the upgrade
+            return NOOP.polling, []  # let the client pause polling and finish the upgrade
         self.poll_waiting = True
         return None
 
     def on_poll_aborted(self) -> None:
-        """The parked GET's connection went away before it was answered."""
-        if self.poll_waiting and self.is_open:
-            self.poll_waiting = False
-            self._finish(TRANSPORT_ERROR, "poll connection closed prematurely")
+        """The parked GET's connection went away before it was answered. Nothing was taken
+        from the queue, so the session goes on: the next GET gets what is queued (a client
+        that is really gone misses its pings and times out)."""
+        self.poll_waiting = False
+
+    def on_post_aborted(self, description: str) -> None:
+        """A POST's body could not be read (its connection went away, or it took too long):
+        what it carried is lost, so the session ends, as engine.io does."""
+        self.post_active = False
+        if self.is_open:
+            self._finish(TRANSPORT_ERROR, description)
 
     def begin_post(self) -> None:
         """A polling POST starts (its body is read by the driver). Raises on overlap."""
@@ -353,9 +402,8 @@ class Session:
         if packet.type is PacketType.PING and packet.data == "probe":
             self.driver.ws_write([PONG_PROBE])
             self.probed = True
-            if self.poll_waiting:  # end the pending GET so the client can pause polling
-                self.poll_waiting = False
-                self.driver.answer_poll(self._take_payload(NOOP))
+            if self._parked():  # end the pending GET so the client can pause polling
+                self._answer(NOOP)
         elif packet.type is PacketType.UPGRADE:
             self._complete_upgrade()
         else:
@@ -366,7 +414,7 @@ class Session:
         self.upgraded = True
         self.transport = "websocket"
         self._upgrade_deadline = None
-        if self.poll_waiting:
+        if self._parked():  # the queue goes out on the WebSocket below
             self.poll_waiting = False
             self.driver.answer_poll(NOOP.polling)
         self._rearm()
@@ -453,9 +501,8 @@ class Session:
         if self.transport == "websocket":
             self.flush()
             self._finish(reason, None)
-        elif self.poll_waiting:
-            self.poll_waiting = False
-            self.driver.answer_poll(self._take_payload(CLOSE))
+        elif self._parked():
+            self._answer(CLOSE)
             self._finish(reason, None)
         elif discard:
             self._finish(reason, None)
@@ -482,5 +529,5 @@ class Session:
         if self.poll_waiting:
             self.poll_waiting = False
             self.driver.answer_poll(poll_answer.polling)
-        log.debug("engine session %s closed: %s (%s)", self.sid, reason, description)
+        log.debug("engine session %s closed: %s (%s)", self.sid, reason, clip(description))
         self.driver.session_closed(reason, description)

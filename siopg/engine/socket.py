@@ -77,7 +77,8 @@ class EngineSocket:
 
     __slots__ = (
         "sid", "request", "on_message", "on_close", "send", "_session", "_server", "_loop",
-        "_batch", "_flush_scheduled", "_timer", "_poll_future", "_ws",
+        "_batch", "_flush_scheduled", "_timer", "_poll_future", "_poll_alive", "_post_deadline",
+        "_ws",
     )
 
     send: Callable[[Sequence[OutgoingMessage]], None]
@@ -99,7 +100,10 @@ class EngineSocket:
         self._loop = loop
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
-        self._poll_future: asyncio.Future[str] | None = None
+        # the parked GET: its answer, and whether its connection is still open
+        self._poll_future: asyncio.Future[tuple[str, Sequence[EncodedPacket]]] | None = None
+        self._poll_alive: Callable[[], bool] | None = None
+        self._post_deadline: asyncio.Timeout | None = None  # the POST body being read
         self._ws: WsWriter | None = None
         self._batch: FlushBatch = server._flush_batch
         self._session = session = Session(sid, transport, config, self, loop.time)
@@ -173,11 +177,24 @@ class EngineSocket:
         if when is not None:
             self._timer = self._loop.call_at(when, self._session.on_deadline)
 
-    def answer_poll(self, body: str) -> None:
+    def poll_alive(self) -> bool:
+        check = self._poll_alive
+        if check is None:
+            return True
+        try:
+            return check()
+        except Exception:  # a binding's check must not break the session; assume open
+            log.exception("engine poll liveness check failed (sid %s)", self.sid)
+            return True
+
+    def answer_poll(self, body: str, packets: Sequence[EncodedPacket] = ()) -> None:
         fut = self._poll_future
         self._poll_future = None
+        self._poll_alive = None
         if fut is not None and not fut.done():
-            fut.set_result(body)
+            fut.set_result((body, packets))
+        elif packets:  # no GET left to carry them: keep them for the next one
+            self._session.requeue(packets)
 
     def ws_write(self, packets: Sequence[EncodedPacket]) -> int:
         ws = self._ws
@@ -201,6 +218,14 @@ class EngineSocket:
 
     def session_closed(self, reason: str, description: str | None) -> None:
         self._server._forget(self)
+        deadline = self._post_deadline
+        if deadline is not None:  # a POST body still being read: end it now
+            self._post_deadline = None
+            if not deadline.expired():
+                try:
+                    deadline.reschedule(self._loop.time())
+                except RuntimeError:  # the read just finished
+                    pass
         try:
             self.on_close(reason, description)
         except Exception:

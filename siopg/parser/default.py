@@ -19,7 +19,15 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from .packet import Packet, PacketType, ParseError, check_payload
+from .packet import (
+    MAX_ACK_ID,
+    MAX_DEPTH,
+    Packet,
+    PacketType,
+    ParseError,
+    check_depth,
+    check_payload,
+)
 
 _PTYPES = tuple(PacketType)  # index -> member, cheaper than calling PacketType(n)
 
@@ -164,7 +172,7 @@ def _reject_constant(name: str) -> Any:
 _loads = json.JSONDecoder(parse_constant=_reject_constant).decode
 
 _DIGITS = frozenset("0123456789")
-_MAX_ACK_ID = 2**53 - 1  # largest integer a JavaScript peer can represent exactly
+_MAX_ACK_ID = MAX_ACK_ID
 
 
 class _Pending:
@@ -265,7 +273,8 @@ class DefaultDecoder:
         if i < length and text[i] in _DIGITS:
             start = i
             i += 1
-            while i < length and text[i] in _DIGITS:
+            end = min(length, start + 17)  # 17 digits are too many already: stop there
+            while i < end and text[i] in _DIGITS:
                 i += 1
             if i - start > 16 or (ack_id := int(text[start:i])) > _MAX_ACK_ID:
                 raise ParseError("invalid ack id: too large")
@@ -276,6 +285,11 @@ class DefaultDecoder:
                 data = _loads(text[i:] if i else text)
             except (ValueError, RecursionError) as exc:
                 raise ParseError(f"invalid payload: {exc}") from None
+            # deep data needs more than MAX_DEPTH brackets: two C scans skip the walk usually
+            if (type(data) is list or type(data) is dict) and (
+                text.count("[", i) + text.count("{", i) > MAX_DEPTH
+            ):
+                check_depth(data)
         if not present and ptype in (2, 3):
             # The reference decodes an EVENT/ACK with no payload (data undefined) and the
             # server then ignores it; closing the connection over it would be harsher.

@@ -22,7 +22,15 @@ from typing import Any
 
 import msgpack
 
-from .packet import Packet, PacketType, ParseError, check_payload
+from .packet import (
+    MAX_ACK_ID,
+    MAX_DEPTH,
+    Packet,
+    PacketType,
+    ParseError,
+    check_depth,
+    check_payload,
+)
 
 _PTYPES = tuple(PacketType)  # index -> member, cheaper than calling PacketType(n)
 
@@ -31,7 +39,9 @@ __all__ = ["MsgpackEncoder", "MsgpackDecoder"]
 _BINARY = (bytes, bytearray, memoryview)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
-_MAX_DEPTH = 200  # the exact decoder recurses; msgpack (C) allows 1024
+# The exact decoder recurses: it stops one level past the packet map plus MAX_DEPTH levels
+# of data (msgpack (C) allows 1024); check_depth then applies the bound both parsers share.
+_MAX_DEPTH = MAX_DEPTH + 2
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -363,8 +373,12 @@ class MsgpackDecoder:
         present = data is not _UNDEF
         if not present:
             data = None
-        elif maybe_undef:
-            data = _undefined_to_none(data)
+        else:
+            # deep data needs more than MAX_DEPTH bytes: small packets skip the walk
+            if len(message) > MAX_DEPTH and (type(data) is list or type(data) is dict):
+                check_depth(data)
+            if maybe_undef:
+                data = _undefined_to_none(data)
         check_payload(ptype, data, present)
         ack_id = obj.get("id", _UNDEF)
         if ack_id is _UNDEF:
@@ -372,6 +386,6 @@ class MsgpackDecoder:
         else:
             if type(ack_id) is float and ack_id.is_integer():
                 ack_id = int(ack_id)
-            if type(ack_id) is not int:
+            if type(ack_id) is not int or not 0 <= ack_id <= MAX_ACK_ID:
                 raise ParseError("invalid packet id")
         return Packet(_PTYPES[ptype], nsp, data, ack_id)

@@ -37,6 +37,27 @@ class ParseError(ValueError):
     """Malformed input from a peer: the only exception a decoder raises."""
 
 
+# Bounds both decoders apply to what a peer sends, so every layer above can walk the data
+# recursively and hand ack ids to JavaScript peers unchanged.
+MAX_DEPTH = 200  # nesting levels of lists/objects in a packet's data (the data itself is 1)
+MAX_ACK_ID = 2**53 - 1  # largest integer a JavaScript peer can represent exactly
+
+
+def check_depth(data: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise ParseError if lists/dicts in ``data`` nest deeper than ``limit`` (iterative)."""
+    stack = [(data, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > limit:
+            raise ParseError(f"packet data nested too deeply (more than {limit} levels)")
+        depth += 1
+        for value in node if type(node) is list else node.values():
+            tv = type(value)
+            if tv is list or tv is dict:
+                push((value, depth))
+
+
 # Event names a peer may not emit: they have a meaning of their own on one side or the other.
 RESERVED_EVENTS = frozenset(
     ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener")

@@ -23,6 +23,8 @@ class FakeDriver:
         self.flush_requests = 0
         self.deadline: float | None = None
         self.polls: list[str] = []
+        self.poll_open = True  # the parked GET's connection
+        self.answered: list[EncodedPacket] = []  # packets of the last poll answer
         self.ws: list[bytes] = []
         self.ws_writes = 0
         self.ws_closed = 0
@@ -36,8 +38,12 @@ class FakeDriver:
     def set_deadline(self, when: float | None) -> None:
         self.deadline = when
 
-    def answer_poll(self, body: str) -> None:
+    def poll_alive(self) -> bool:
+        return self.poll_open
+
+    def answer_poll(self, body: str, packets: Sequence[EncodedPacket] = ()) -> None:
         self.polls.append(body)
+        self.answered = list(packets)
 
     def ws_write(self, packets: Sequence[EncodedPacket]) -> int:
         self.ws_writes += 1

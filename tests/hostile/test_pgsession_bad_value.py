@@ -47,3 +47,40 @@ async def test_bad_room_value_fails_only_its_own_session_write(procs: Any, js: A
 
 async def _disconnected(c: Any) -> bool:
     return not (await c.state())["connected"]
+
+
+async def test_session_writes_during_an_outage_are_kept_for_later(pg_dsn: str, schema: str,  # noqa: F811
+                                                                  js: Any) -> None:  # noqa: F811
+    """A connection error is not a bad value: the room change made while Postgres was away is
+    written once it is back (it used to be dropped, so a crash lost the room)."""
+    from pg.harness import Node
+    from pg.test_blips import _upstream, _via
+
+    upstream = _upstream(pg_dsn)
+    db = await SwitchProxy(upstream).start()
+    a = await Node(_via(pg_dsn, db.port), schema, "A").start()
+    try:
+        c = await client(js, a.url, "c", auth={"rooms": ["r"]})
+        await wait_rooms(pg_dsn, schema, c.sid, "r")
+        store = a.factory.cluster.store
+        failed: list[BaseException] = []
+        snapshot = store.snapshot
+
+        async def counting_snapshot(*args: Any) -> None:  # observe the writer's attempts
+            try:
+                await snapshot(*args)
+            except Exception as exc:
+                failed.append(exc)
+                raise
+
+        store.snapshot = counting_snapshot
+        db.target = 1
+        db.cut_all()
+        assert "during" in await c.call("join", "during")
+        await eventually(lambda: failed, timeout=5)  # the write of the room change failed
+        db.target = upstream
+        await wait_rooms(pg_dsn, schema, c.sid, "during", timeout=10)
+    finally:
+        await a.stop()
+        await db.close()
+    a.errors.clear()

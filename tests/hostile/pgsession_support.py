@@ -39,7 +39,7 @@ async def client(js: Any, url: str, label: str, **opts: Any) -> Any:  # noqa: F8
     return c
 
 
-async def session_row(pg_dsn: str, schema: str, sid: str) -> Any:
+async def session_row(pg_dsn: str, schema: str, sid: str) -> Any:  # noqa: F811
     """The sessions row of socket `sid` (or None)."""
     c = await asyncpg.connect(pg_dsn)
     try:
@@ -48,7 +48,7 @@ async def session_row(pg_dsn: str, schema: str, sid: str) -> Any:
         await c.close()
 
 
-async def wait_rooms(pg_dsn: str, schema: str, sid: str, room: str, timeout: float = 5.0) -> Any:
+async def wait_rooms(pg_dsn: str, schema: str, sid: str, room: str, timeout: float = 5.0) -> Any:  # noqa: F811
     """Wait until the session row of `sid` lists `room`; returns the row."""
 
     async def has() -> Any:

@@ -53,7 +53,7 @@ class SessionWriteError(RuntimeError):
 class _Dirty:
     """A live socket's rooms changed (or it connected): snapshot it on the next pass."""
 
-    adapter: "PostgresNamespaceAdapter"
+    adapter: PostgresNamespaceAdapter
     sid: str
 
 
@@ -61,7 +61,7 @@ class _Dirty:
 class _Forget:
     """A socket left: delete its live snapshot after FORGET_GRACE unless it is kept."""
 
-    adapter: "PostgresNamespaceAdapter"
+    adapter: PostgresNamespaceAdapter
     sid: str
     pid: str
     at: float
@@ -80,14 +80,14 @@ class _Persist:
     joined: str | None  # JSON {room: join offset}
     ttl: float
     at: float
-    done: "asyncio.Future[None]"
+    done: asyncio.Future[None]
 
 
 @dataclass(slots=True)
 class _Barrier:
     """Resolved once every op queued before it was attempted."""
 
-    done: "asyncio.Future[None]"
+    done: asyncio.Future[None]
 
 
 SessionOp = _Dirty | _Forget | _Persist | _Barrier
@@ -313,7 +313,7 @@ class PgCluster:
     # between the live snapshot and the persisted session.
     FORGET_GRACE = 0.3
 
-    def session_op(self, op: "SessionOp") -> None:
+    def session_op(self, op: SessionOp) -> None:
         if isinstance(op, _Persist):
             pid = op.pid
             self._session_ops = [o for o in self._session_ops if not (isinstance(o, _Forget) and o.pid == pid)]
@@ -348,7 +348,7 @@ class PgCluster:
                 self.report(exc)
                 _resolve(ops)
 
-    async def _apply_session_ops(self, ops: list["SessionOp"]) -> None:
+    async def _apply_session_ops(self, ops: list[SessionOp]) -> None:
         """Apply `ops` in order. A value Postgres refuses costs only its own socket's write
         (see _write_snapshots); when Postgres is unreachable, what was not written is kept,
         in order, for the next pass (callers waiting on a persist are released at once)."""
@@ -395,7 +395,7 @@ class PgCluster:
         if later:
             self._session_ops[:0] = later
 
-    def _retry_ops(self, ops: list["SessionOp"], now: float) -> list["SessionOp"]:
+    def _retry_ops(self, ops: list[SessionOp], now: float) -> list[SessionOp]:
         """What to keep of unwritten ops: no barriers, one persist per pid (the last), none
         past its window (nobody can recover it any more), one dirty per socket."""
         last_persist: dict[str, int] = {}
@@ -417,7 +417,7 @@ class PgCluster:
             out.append(op)
         return out
 
-    async def _persist(self, op: "_Persist") -> None:
+    async def _persist(self, op: _Persist) -> None:
         assert self.store is not None
         try:
             await self.store.persist(
@@ -428,7 +428,7 @@ class PgCluster:
                 raise
             self.report(SessionWriteError(f"session of socket {op.sid} in {_short(op.nsp)} not saved: {_short(exc)}"))
 
-    async def _write_snapshots(self, dirty: dict[tuple[int, str], "_Dirty"], forget: list["_Forget"]) -> None:
+    async def _write_snapshots(self, dirty: dict[tuple[int, str], _Dirty], forget: list[_Forget]) -> None:
         assert self.store is not None
         rows = []
         for op in dirty.values():

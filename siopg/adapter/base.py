@@ -74,6 +74,14 @@ class RestoredSession:
     join_offsets: dict[Room, str] | None = None  # kept by the restored socket (see Session)
 
 
+class RecoveryUnavailable(Exception):
+    """`restore_session` could not reach its session store in time (e.g. PostgreSQL down).
+
+    The session may exist, so the server must not hand out a fresh one: it closes the client's
+    Engine.IO connection instead, and the client reconnects later with the same pid/offset.
+    """
+
+
 class NamespaceLike(Protocol):
     """What an adapter may use of its namespace (kept tiny on purpose)."""
 
@@ -198,7 +206,10 @@ class Adapter(abc.ABC):
         """Keep `session` for the recovery window (no-op when recovery is unsupported)."""
 
     async def restore_session(self, pid: str, offset: str | None) -> RestoredSession | None:
-        """The session and the packets it missed after `offset`, or None (fresh connection)."""
+        """The session and the packets it missed after `offset`, or None (fresh connection).
+
+        Raises `RecoveryUnavailable` when the answer cannot be known now (store unreachable).
+        """
         return None
 
     def current_offset(self) -> str | None:

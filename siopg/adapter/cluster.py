@@ -53,6 +53,10 @@ class MessageType(IntEnum):
     BROADCAST_CLIENT_COUNT = 11
     BROADCAST_ACK = 12
     ADAPTER_CLOSE = 13
+    # siopg's own: a restoring server asks the server holding a live session to hand it over
+    # (decision 3 of issue 7: a pid presented while its session is live is a takeover)
+    SESSION_TAKEOVER = 101
+    SESSION_TAKEOVER_RESPONSE = 102
 
 
 RESPONSE_TYPES = frozenset(
@@ -61,6 +65,7 @@ RESPONSE_TYPES = frozenset(
         MessageType.SERVER_SIDE_EMIT_RESPONSE,
         MessageType.BROADCAST_CLIENT_COUNT,
         MessageType.BROADCAST_ACK,
+        MessageType.SESSION_TAKEOVER_RESPONSE,
     )
 )
 
@@ -484,12 +489,23 @@ class ClusterAdapter(InMemoryAdapter):
                 )
 
             self.nsp.on_server_side_emit(args, reply)
+        elif t == MessageType.SESSION_TAKEOVER:
+            self.on_session_takeover(message)
         elif t == MessageType.ADAPTER_CLOSE:
             self.forget_server(message.uid)
         elif t in (MessageType.HEARTBEAT, MessageType.INITIAL_HEARTBEAT):
             pass
         else:
             raise ValueError("unknown message type")
+
+    def on_session_takeover(self, message: ClusterMessage) -> None:
+        """Another server restores a session this one holds live: hand it over, then answer
+        SESSION_TAKEOVER_RESPONSE {"requestId", "value": handed_over}. Adapters that keep
+        sessions override this; without sessions there is nothing to hand over."""
+        self.publish_response(
+            message.uid, MessageType.SESSION_TAKEOVER_RESPONSE,
+            {"requestId": str(message.data.get("requestId")), "value": False},
+        )
 
     def _on_response(self, message: ClusterMessage) -> None:
         data = message.data

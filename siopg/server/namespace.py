@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from siopg._log import clip
-from siopg.adapter.base import BroadcastFlags, Session, SocketId
+from siopg.adapter.base import BroadcastFlags, RecoveryUnavailable, Session, SocketId
 from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.names import check_event_name
 from siopg.parser import Packet, PacketType
@@ -339,6 +339,14 @@ class Namespace:
                     await asyncio.wait([live._persisting])
             try:
                 restored = await self.adapter.restore_session(pid, offset)
+            except RecoveryUnavailable:
+                # pg-session helper (issue 7, fault 1): the session store is unreachable, so
+                # the session may exist: no fresh session; close the Engine.IO connection and
+                # the client reconnects later with the same pid/offset (the caller sees
+                # client.closed and drops this placeholder socket)
+                logger.warning("session store unreachable: closing the connection of client %s", client.id)
+                client._close("forced server close")
+                return Socket(self, client, auth)
             except Exception:
                 logger.exception("restoring session failed; starting a fresh one")
                 restored = None

@@ -171,7 +171,7 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 5.0, interva
 class ServerProcess:
     """`python -m siopg serve tests/pg/apps/cluster_app.py:io` on a free port, log to a file."""
 
-    def __init__(self, dsn: str, schema: str, name: str) -> None:
+    def __init__(self, dsn: str, schema: str, name: str, env: dict[str, str] | None = None) -> None:
         import os
         import socket as _socket
         import subprocess
@@ -188,7 +188,7 @@ class ServerProcess:
         root = Path(__file__).resolve().parents[2]
         self.log = tempfile.NamedTemporaryFile(prefix=f"siopg-pg-{name}-", suffix=".log", delete=False)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SIOPG_TEST_DATABASE_URL": dsn,
-               "SIOPG_TEST_SCHEMA": schema, "SIOPG_NODE_NAME": name}
+               "SIOPG_TEST_SCHEMA": schema, "SIOPG_NODE_NAME": name, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "siopg", "serve", f"{app}:io", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=root, stdout=self.log, stderr=subprocess.STDOUT, env=env,

@@ -16,6 +16,23 @@ NODE_ROW = ""  # the nodes row that says a server is alive, whatever its namespa
 # a value Postgres refuses (too long to index, NUL, bad encoding; ValueError: client-side checks)
 _ROW_ERRORS = (asyncpg.DataError, asyncpg.ProgramLimitExceededError, ValueError)
 
+# Errors that say "the database cannot be reached now", not "this value is wrong": the work
+# is kept and retried (session writes) or waited for (restores).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # includes TimeoutError and ConnectionError
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, cannot connect now, canceled
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
+    asyncpg.InterfaceError,  # connection closed / pool closing
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when `exc` means Postgres is (maybe briefly) unreachable rather than a bad value."""
+    if isinstance(exc, (ValueError, TypeError)):  # asyncpg's client-side DataError is an InterfaceError too
+        return False
+    return isinstance(exc, TRANSIENT_ERRORS)
+
 
 @dataclass(slots=True)
 class PruneResult:
@@ -42,37 +59,52 @@ class Store:
         self.q = q
         upsert = (
             " ON CONFLICT (pid) DO UPDATE SET sid = excluded.sid, nsp = excluded.nsp, rooms = excluded.rooms,"
-            " data = excluded.data, \"offset\" = excluded.\"offset\", owner = excluded.owner,"
-            " expires_at = excluded.expires_at"
+            " data = excluded.data, \"offset\" = excluded.\"offset\", joined = excluded.joined,"
+            " owner = excluded.owner, expires_at = excluded.expires_at"
             # never overwrite the live session another server now holds (a stale socket
             # noticing its disconnect late, after the client recovered elsewhere)
             " WHERE sessions.expires_at IS NOT NULL OR sessions.owner IS NOT DISTINCT FROM excluded.owner"
         )
         self._persist_sql = (
-            f"INSERT INTO {q}.sessions (pid, sid, nsp, rooms, data, \"offset\", owner, expires_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))" + upsert
+            f"INSERT INTO {q}.sessions (pid, sid, nsp, rooms, data, \"offset\", joined, owner, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, now() + make_interval(secs => $9))" + upsert
         )
         self._snapshot_sql = (
-            f"INSERT INTO {q}.sessions (pid, sid, nsp, rooms, data, \"offset\", owner, expires_at)"
+            f"INSERT INTO {q}.sessions (pid, sid, nsp, rooms, data, \"offset\", joined, owner, expires_at)"
             " SELECT t.pid, t.sid, t.nsp, ARRAY(SELECT jsonb_array_elements_text(t.rooms::jsonb)), t.data,"
-            " t.off, $7, NULL FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[])"
-            " AS t(pid, sid, nsp, rooms, data, off)" + upsert
+            " t.off, t.joined::jsonb, $8, NULL FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+            " $5::bytea[], $6::bigint[], $7::text[]) AS t(pid, sid, nsp, rooms, data, off, joined)" + upsert
         )
         self._forget_sql = (
             f"DELETE FROM {q}.sessions WHERE pid = ANY($1::text[]) AND expires_at IS NULL AND owner = $2"
         )
-        self._take_session_sql = (
-            f"DELETE FROM {q}.sessions s WHERE pid = $1 AND nsp = $2"
-            " RETURNING sid, rooms, data, \"offset\", (expires_at > now() OR (expires_at IS NULL AND EXISTS ("
-            f"  SELECT 1 FROM {q}.nodes n WHERE n.uid = s.owner"
-            "   AND n.last_seen > now() - make_interval(secs => $3)))) AS valid"
+        # A session row, read (and locked) by a restoring server. `live`: its socket was
+        # connected when last written; `owner_alive`: that server heartbeats; `valid`: still
+        # recoverable (persisted and not expired, or live and its owner seen within
+        # heartbeat_timeout + window: the client lost its connection at or after that).
+        self._read_session_sql = (
+            f"SELECT s.sid, s.rooms, s.data, s.\"offset\", s.joined, s.owner, s.expires_at IS NULL AS live,"
+            f" coalesce((SELECT max(n.last_seen) FROM {q}.nodes n WHERE n.uid = s.owner)"
+            "   > now() - make_interval(secs => $3), false) AS owner_alive,"
+            " coalesce(s.expires_at > now() OR (s.expires_at IS NULL AND"
+            f"  (SELECT max(n.last_seen) FROM {q}.nodes n WHERE n.uid = s.owner)"
+            "   > now() - make_interval(secs => $3 + $4)), false) AS valid"
+            f" FROM {q}.sessions s WHERE s.pid = $1 AND s.nsp = $2 FOR UPDATE"
         )
+        # Handing the session to its new owner is this one UPDATE, committed with the replay
+        # read: from then on the row is the new owner's live session (no gap for a crash).
+        self._claim_sql = f"UPDATE {q}.sessions SET owner = $2, expires_at = NULL WHERE pid = $1"
         self._pruned_sql = f"SELECT pruned_through FROM {q}.log_state"
         self._offset_ok_sql = f"SELECT EXISTS (SELECT 1 FROM {q}.packets WHERE id = $1 AND nsp = $2 AND recoverable)"
         self._missed_sql = (
             f"SELECT {SELECT_COLUMNS} FROM {q}.packets"
             " WHERE nsp = $1 AND recoverable AND id > $2 AND id <= $3"
-            " AND (cardinality(rooms) = 0 OR rooms && $4::text[]) AND NOT (except_rooms && $4::text[])"
+            " AND NOT (except_rooms && $4::text[])"
+            # to everyone: any id above the base (the base is never below the session start);
+            # to rooms: only above the join offset of a target room the session is in
+            " AND (cardinality(rooms) = 0 OR (rooms && $4::text[] AND EXISTS ("
+            "  SELECT 1 FROM unnest($4::text[], $5::bigint[]) AS j(room, since)"
+            f"  WHERE j.room = ANY({q}.packets.rooms) AND {q}.packets.id > j.since)))"
             " ORDER BY id"
         )
         self._heartbeat_sql = (
@@ -90,12 +122,13 @@ class Store:
 
     # sessions ----------------------------------------------------------------------------
     async def persist(self, pid: str, sid: str, nsp: str, rooms: list[str], data: bytes, offset: int | None,
-                      owner: str, ttl: float) -> None:
-        await self.pool.execute(self._persist_sql, pid, sid, nsp, rooms, data, offset, owner, ttl)
+                      joined: str | None, owner: str, ttl: float) -> None:
+        await self.pool.execute(self._persist_sql, pid, sid, nsp, rooms, data, offset, joined, owner, ttl)
 
-    async def snapshot(self, rows: list[tuple[str, str, str, str, bytes, int | None]], forget: list[str],
-                       owner: str) -> None:
-        """Write live sessions (pid, sid, nsp, rooms as JSON, data, offset); drop `forget` ones.
+    async def snapshot(self, rows: list[tuple[str, str, str, str, bytes, int | None, str | None]],
+                       forget: list[str], owner: str) -> None:
+        """Write live sessions (pid, sid, nsp, rooms as JSON, data, offset, joined as JSON);
+        drop `forget` ones.
 
         One transaction, forget first: a pid both forgotten and re-snapshotted (a socket that
         left and was restored here) ends up present.
@@ -108,9 +141,14 @@ class Store:
                     cols = list(zip(*rows))
                     await conn.execute(self._snapshot_sql, *cols, owner)
 
-    async def take_session(self, conn: asyncpg.Connection, pid: str, nsp: str, window: float) -> Any:
-        """Remove and return the session (one restore per persist: no double replay)."""
-        return await conn.fetchrow(self._take_session_sql, pid, nsp, window)
+    async def read_session(self, conn: asyncpg.Connection, pid: str, nsp: str, heartbeat_timeout: float,
+                           window: float) -> Any:
+        """The session row with its `live`, `owner_alive` and `valid` flags, locked (or None)."""
+        return await conn.fetchrow(self._read_session_sql, pid, nsp, heartbeat_timeout, window)
+
+    async def claim(self, conn: asyncpg.Connection, pid: str, owner: str) -> None:
+        """Make the session `owner`'s live one (same transaction as the replay read)."""
+        await conn.execute(self._claim_sql, pid, owner)
 
     async def pruned_through(self, conn: asyncpg.Connection) -> int:
         return await conn.fetchval(self._pruned_sql)
@@ -118,10 +156,13 @@ class Store:
     async def offset_exists(self, conn: asyncpg.Connection, offset: int, nsp: str) -> bool:
         return await conn.fetchval(self._offset_ok_sql, offset, nsp)
 
-    async def missed(self, conn: Any, nsp: str, after: int, upto: int, rooms: list[str]) -> list[Any]:
+    async def missed(self, conn: Any, nsp: str, after: int, upto: int, rooms: list[str],
+                     since: list[int]) -> list[Any]:
+        """Recoverable packets in (after, upto] for a session in `rooms`, each joined at the
+        matching `since` offset (see `_missed_sql`)."""
         if upto <= after:
             return []
-        return await conn.fetch(self._missed_sql, nsp, after, upto, rooms)
+        return await conn.fetch(self._missed_sql, nsp, after, upto, rooms, since)
 
     # nodes -------------------------------------------------------------------------------
     async def heartbeat(self, uid: str, namespaces: list[str]) -> list[str]:

@@ -1,6 +1,7 @@
 """A cluster member for multi-process tests: `python -m siopg serve tests/pg/apps/cluster_app.py:io`.
 
-Configured by environment: SIOPG_TEST_DATABASE_URL, SIOPG_TEST_SCHEMA, SIOPG_NODE_NAME.
+Configured by environment: SIOPG_TEST_DATABASE_URL, SIOPG_TEST_SCHEMA, SIOPG_NODE_NAME,
+optionally SIOPG_TEST_SNAPSHOT_INTERVAL (seconds, default 0.1).
 Clients drive it: "emit"(room|None, event, *args) broadcasts from this server, "count" answers
 server_count(), "join" joins a room, "whereami" answers the node name.
 """
@@ -23,7 +24,7 @@ io = siopg.Server(
         schema=os.environ["SIOPG_TEST_SCHEMA"],
         heartbeat_interval=0.5,
         heartbeat_timeout=2.0,
-        snapshot_interval=0.1,
+        snapshot_interval=float(os.environ.get("SIOPG_TEST_SNAPSHOT_INTERVAL", "0.1")),
     ),
 )
 
@@ -48,6 +49,17 @@ async def on_connection(socket: Any) -> None:
     @socket.on("join")
     def join(room: str, ack: Any = None) -> None:
         socket.join(room)
+        if ack:
+            ack(True)
+
+    @socket.on("rawjoin")
+    def rawjoin(bad_room: str, everyone_room: str, ack: Any = None) -> None:
+        """Hostile-test hook: put a room name the name checks would refuse straight into the
+        adapter (defence in depth below them), and move every local socket into
+        `everyone_room` in the same loop step, so all their session writes share one batch."""
+        socket.adapter.add_all(socket.id, [bad_room])
+        for other in list(io.of("/").sockets.values()):
+            other.join(everyone_room)
         if ack:
             ack(True)
 

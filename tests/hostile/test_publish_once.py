@@ -13,11 +13,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-
-import siopg
 from pg.conftest import conn, js, node_driver, schema  # noqa: F401  (fixtures)
 from pg.harness import Node, eventually
 from pg.test_blips import _upstream, _via, connect, payloads
+
+import siopg
 from siopg.adapter.postgres import EmitNotConfirmed
 from siopg.adapter.postgres.migrations import quote_ident
 
@@ -120,3 +120,43 @@ async def test_emitter_that_cannot_confirm_raises_and_never_duplicates(
     # nothing listens there: refused at once each attempt, then the same clear error
     with pytest.raises(EmitNotConfirmed):
         await siopg.Emitter("postgresql://postgres@127.0.0.1:1/none", schema=schema, attempts=2).emit("ev")
+
+
+async def test_a_retry_while_the_first_attempt_is_still_running_waits_and_writes_nothing(
+    pg_dsn: str, schema: str, conn: asyncpg.Connection  # noqa: F811
+) -> None:
+    """A partition: the first attempt's backend still runs (holds the ordering lock) when the
+    retry arrives on a new connection. The retry waits for it and returns its ids."""
+    import uuid
+
+    from siopg.adapter.cluster import ClusterMessage, MessageType
+    from siopg.adapter.postgres import codec
+
+    q = quote_ident(schema)
+    sql = f"SELECT {q}.publish_batch_once($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb[])"
+    batch = codec.RowBatch()
+    for i in range(3):
+        batch.add(codec.encode(ClusterMessage(MessageType.BROADCAST, "u", "/", {"packet": ["e", i]}, recoverable=True)))
+    key = uuid.uuid4()
+    first = await asyncpg.connect(pg_dsn)
+    try:
+        tx = first.transaction()
+        await tx.start()
+        ids = await first.fetchval(sql, key, *batch.args("u"))
+        retry = asyncio.get_running_loop().create_task(conn.fetchval(sql, key, *batch.args("u")))
+        await asyncio.sleep(0.2)
+        assert not retry.done(), "the retry waits for the ordering lock"
+        await tx.commit()
+        assert await asyncio.wait_for(retry, 10) == ids
+    finally:
+        await first.close()
+    assert await _rows(conn, schema, "u") == ids and len(ids) == 3
+    # and a first attempt that rolled back is written by the retry
+    key2 = uuid.uuid4()
+    tx = conn.transaction()
+    await tx.start()
+    await conn.fetchval(sql, key2, *batch.args("u"))
+    await tx.rollback()
+    again = await conn.fetchval(sql, key2, *batch.args("u"))
+    assert len(again) == 3 and min(again) > max(ids)
+    assert await _rows(conn, schema, "u") == [*ids, *again]

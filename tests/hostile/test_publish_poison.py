@@ -13,9 +13,9 @@ import secrets
 
 import asyncpg
 import pytest
-
 from pg.conftest import conn, schema  # noqa: F401  (fixtures)
 from pg.test_log import _row, _setup, _teardown
+
 from siopg.adapter.cluster import MessageType
 from siopg.adapter.postgres import codec
 from siopg.adapter.postgres.migrations import quote_ident
@@ -73,7 +73,7 @@ async def test_a_refused_row_does_not_block_the_queue(
         await _teardown(pool, pub, listener)
 
 
-async def test_bisection_finds_every_bad_row_and_keeps_the_order(pg_dsn: str, schema: str) -> None:
+async def test_bisection_finds_every_bad_row_and_keeps_the_order(pg_dsn: str, schema: str) -> None:  # noqa: F811
     pool, pub, listener, got = await _setup(pg_dsn, schema)
     try:
         bad_at = {0, 1, 137, 138, 500, 999}
@@ -92,3 +92,22 @@ async def test_bisection_finds_every_bad_row_and_keeps_the_order(pg_dsn: str, sc
         assert pub.batches < 200, "bisection, not one row at a time"
     finally:
         await _teardown(pool, pub, listener)
+
+
+def test_only_data_errors_drop_rows() -> None:
+    """Bisect-and-drop is for data Postgres can never store; anything else is an outage
+    (retried with the same key, never dropped)."""
+    from siopg.adapter.postgres.publisher import is_refused_data
+    from siopg.emitter import _unknown_outcome
+
+    exc = asyncpg.exceptions
+    refused = [exc.ProgramLimitExceededError("index row size"), exc.InvalidTextRepresentationError("json"),
+               exc.CharacterNotInRepertoireError("x"), exc.UntranslatableCharacterError("x"),
+               exc.StringDataRightTruncationError("x")]
+    outage = [exc.ConnectionDoesNotExistError("closed"), exc.AdminShutdownError("bye"),
+              exc.CannotConnectNowError("starting"), exc.QueryCanceledError("timeout"), OSError("reset"),
+              TimeoutError(), exc.OutOfMemoryError("oom"), exc.UndefinedFunctionError("no function")]
+    assert all(is_refused_data(e) for e in refused)
+    assert not any(is_refused_data(e) for e in outage)
+    assert all(_unknown_outcome(e) for e in outage[:-1])
+    assert not any(_unknown_outcome(e) for e in refused)

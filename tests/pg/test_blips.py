@@ -8,6 +8,8 @@ it points nowhere no new connection can be made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 from typing import Any
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -152,4 +154,11 @@ async def test_postgres_restarted_mid_traffic(js: Any) -> None:
     finally:
         await a.stop()
         await b.stop()
+        # pgserver only stops the postmaster it started; after `pg_ctl restart` that one is
+        # gone, so stop the restarted server here or it outlives the test
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(
+                pgserver.pg_ctl, ["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, timeout=30, **user
+            )
         await asyncio.to_thread(pg.cleanup)
+        shutil.rmtree(data_dir, ignore_errors=True)

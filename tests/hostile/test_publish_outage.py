@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-
 from pg.conftest import conn, js, node_driver, schema  # noqa: F401  (fixtures)
 from pg.harness import Node, SwitchProxy, eventually
 from pg.test_blips import _upstream, _via, connect, payloads
 from pg.test_recovery import drop
+
 from siopg.adapter.postgres import PublishBufferFull
 from siopg.adapter.postgres.migrations import quote_ident
 from siopg.metrics import render

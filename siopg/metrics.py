@@ -121,6 +121,7 @@ class _Collector:
         yield rooms
         yield from _name_limit_families(server)
         yield from postgres_log_metrics(server)
+        yield from publish_families(server)
 
 
 def _labelable(name: str) -> bool:
@@ -230,3 +231,37 @@ def postgres_log_metrics(server: Server) -> Iterator[Any]:
     yield rows
     yield age
     yield pruned
+def publish_stats(server: Server) -> dict[str, int] | None:
+    """The cluster publish buffers of `server`'s adapters, summed (each counted once: the
+    namespaces of one adapter factory share one). None when no adapter has one."""
+    seen: set[int] = set()
+    totals = {"messages": 0, "bytes": 0, "refused": 0, "dropped": 0}
+    for nsp in list(server.namespaces.values()):
+        stats = getattr(getattr(nsp, "adapter", None), "publish_stats", None)
+        got = stats() if callable(stats) else None
+        if got is None or got[0] in seen:
+            continue
+        seen.add(got[0])
+        for key in totals:
+            totals[key] += int(got[1].get(key, 0))
+    return totals if seen else None
+
+
+def publish_families(server: Server) -> Iterator[Any]:
+    """Gauges of the publish retry buffer and counters of the messages it could not take."""
+    totals = publish_stats(server)
+    if totals is None:
+        return
+    for name, doc, value, family_type in (
+        ("siopg_publish_buffer_messages", "Cluster messages waiting to be published (retry buffer depth)",
+         totals["messages"], GaugeMetricFamily),
+        ("siopg_publish_buffer_bytes", "Bytes of cluster messages waiting to be published", totals["bytes"],
+         GaugeMetricFamily),
+        ("siopg_publish_refused", "Emits refused because the publish buffer was full (reached nobody)",
+         totals["refused"], CounterMetricFamily),
+        ("siopg_publish_dropped", "Messages the database refused for good (bad data), dropped alone",
+         totals["dropped"], CounterMetricFamily),
+    ):
+        family = family_type(name, doc)
+        family.add_metric([], value)
+        yield family

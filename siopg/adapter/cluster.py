@@ -6,9 +6,11 @@ every message it receives (its own too) to `on_message`. This class turns the cl
 operations into messages and answers the requests of other servers:
 
   broadcast                BROADCAST, delivered locally when it comes back through the
-                           transport, so local delivery follows the log's (offset) order
+                           transport, so local delivery follows the log's (offset) order,
+                           outages included (never ahead of the log: no packet twice)
   broadcast with acks      BROADCAST + requestId; each server answers BROADCAST_CLIENT_COUNT
-                           once, then BROADCAST_ACK per client answer
+                           once, then BROADCAST_ACK per client answer; the local part is
+                           delivered at once (no offset, never replayed, so never twice)
   sockets join/leave/...   SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS (applied locally at once)
   fetch_sockets            FETCH_SOCKETS -> FETCH_SOCKETS_RESPONSE from every other server
   server_side_emit         SERVER_SIDE_EMIT (+ requestId) -> SERVER_SIDE_EMIT_RESPONSE
@@ -165,13 +167,8 @@ class ClusterAdapter(InMemoryAdapter):
         self._requests: dict[str, _Request] = {}
         self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
         self._closed = False
-        # own broadcasts are delivered locally when they come back through the transport
-        # (so in log order); these track the ones delivered early because it was down
-        self._seq = 0
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._awaiting_loopback: dict[int, tuple[Packet, BroadcastOptions]] = {}
-        self._delivered_early: set[int] = set()
 
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """call_later that close() cancels (no timer outlives the adapter)."""
@@ -188,16 +185,14 @@ class ClusterAdapter(InMemoryAdapter):
     def do_publish(self, message: ClusterMessage) -> bool | None:
         """Send to every server (this one too), in call order. Must not raise.
 
-        Returns False when the message was dropped (it will never come back)."""
+        Returns False when the message was refused (it will never come back; the transport
+        reports why). While the transport is down it must keep messages (bounded) and send
+        them later: own broadcasts reach local sockets only through it, never ahead of it."""
         raise NotImplementedError
 
     async def other_server_ids(self) -> set[str]:
         """Ids of the other live servers serving this namespace."""
         raise NotImplementedError
-
-    def deliver_own_broadcast_now(self) -> bool:
-        """True when the transport cannot loop messages back now (local delivery must not wait)."""
-        return False
 
     def _message(self, type_: MessageType, data: dict[str, Any] | None = None, **kw: Any) -> ClusterMessage:
         return ClusterMessage(type_, self.uid, self.nsp.name, data or {}, **kw)
@@ -211,39 +206,23 @@ class ClusterAdapter(InMemoryAdapter):
         return getattr(self.nsp, "recovery", None) is not None
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
+        """Publish; local sockets get it when it comes back through the transport, with its
+        offset, like every other server's sockets (also during an outage: it waits in the
+        transport's buffer). Delivering it here first would give a local client a packet
+        without offset, which recovery would replay again. A message the transport refuses
+        (buffer full, unencodable) reaches nobody; the transport reports it."""
         if opts.flags.local:
             self.broadcast_local(packet, opts)  # never leaves this process: no offset
             return
-        self._seq += 1
-        seq = self._seq
-        data: dict[str, Any] = {"packet": packet.data, "flags": encode_flags(opts.flags), "s": seq}
-        now = self.deliver_own_broadcast_now()
-        if not now:
-            self._awaiting_loopback[seq] = (packet, opts)
-        sent = self.do_publish(
+        self.do_publish(
             self._message(
                 MessageType.BROADCAST,
-                data,
+                {"packet": packet.data, "flags": encode_flags(opts.flags)},
                 rooms=tuple(sorted(opts.rooms)),
                 except_=tuple(sorted(opts.except_)),
                 recoverable=is_recoverable(packet, opts),
             )
         )
-        if sent is False:  # dropped: it will never come back, deliver locally now
-            self._awaiting_loopback.pop(seq, None)
-            self.broadcast_local(packet, opts)
-        elif now:
-            self._delivered_early.add(seq)
-            self.broadcast_local(packet, opts)
-
-    def deliver_pending_now(self) -> None:
-        """The transport went down: deliver our broadcasts still waiting for their loopback now,
-        in order and without offsets, so local clients keep getting them in emit order."""
-        while self._awaiting_loopback:
-            seq, (packet, opts) = next(iter(self._awaiting_loopback.items()))
-            del self._awaiting_loopback[seq]
-            self._delivered_early.add(seq)
-            self.broadcast_local(packet, opts)
 
     def broadcast_with_ack(
         self,
@@ -439,12 +418,6 @@ class ClusterAdapter(InMemoryAdapter):
             ttl = (flags.timeout or self.request_timeout) + 1.0
             self._later(ttl, self.nsp.forget_broadcast_acks, on_ack)
             return
-        if own:
-            seq = data.get("s")
-            if seq in self._delivered_early:
-                self._delivered_early.discard(seq)
-                return  # already delivered locally while the transport was down
-            self._awaiting_loopback.pop(seq, None)
         recipients = self.local_recipients(opts)
         if not recipients:
             return  # nobody here: skip encoding

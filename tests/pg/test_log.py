@@ -11,7 +11,7 @@ from siopg.adapter.cluster import ClusterMessage, MessageType
 from siopg.adapter.postgres import codec
 from siopg.adapter.postgres.listener import LogListener
 from siopg.adapter.postgres.migrations import channel_name, quote_ident
-from siopg.adapter.postgres.publisher import Publisher, PublishBufferFull
+from siopg.adapter.postgres.publisher import Publisher, PublishBufferFull, PublishRowDropped
 
 
 def _row(i: int, uid: str = "u") -> codec.EncodedRow:
@@ -173,6 +173,7 @@ async def test_a_row_postgres_rejects_is_dropped_alone(pg_dsn: str, schema: str)
         # the reader may see row 3 before the publisher resumes after its COMMIT: wait for it
         assert await pub.flush(5)
         assert pub.dropped == 1 and pub.pending == 0
-        assert len(got.errors) == 1 and isinstance(got.errors[0], _asyncpg.DataError)
+        assert len(got.errors) == 1 and isinstance(got.errors[0], PublishRowDropped)
+        assert isinstance(got.errors[0].__cause__, _asyncpg.DataError)
     finally:
         await _teardown(pool, pub, listener)

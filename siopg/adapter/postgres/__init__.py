@@ -2,15 +2,17 @@
 
 from siopg.adapter.postgres.adapter import PostgresAdapter, PostgresNamespaceAdapter
 from siopg.adapter.postgres.migrations import SchemaError, check_schema, migrate
-from siopg.adapter.postgres.publisher import PublishBufferFull
+from siopg.adapter.postgres.publisher import PublishBufferFull, PublishRowDropped
 
-from siopg.emitter import Emitter  # noqa: E402  (after the adapter: it reuses its codec)
+from siopg.emitter import EmitNotConfirmed, Emitter  # noqa: E402  (after the adapter: it reuses its codec)
 
 __all__ = [
+    "EmitNotConfirmed",
     "Emitter",
     "PostgresAdapter",
     "PostgresNamespaceAdapter",
     "PublishBufferFull",
+    "PublishRowDropped",
     "SchemaError",
     "check_schema",
     "migrate",

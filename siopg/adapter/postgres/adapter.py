@@ -5,10 +5,9 @@ its LISTEN connection, its write pool, its batched publisher, its heartbeat and 
 
 Delivery order: a broadcast is delivered to local sockets when its row comes back through
 the log reader, so every process delivers in offset (commit) order, its own packets
-included. While Postgres is unreachable (the last publish failed), local sockets get
-broadcasts at once, without an offset, and other servers get them once a retried publish
-goes through (a client of this process that later recovers from an offset older than the
-outage may see such a packet twice).
+included, also while Postgres is unreachable: broadcasts then wait in the (bounded)
+publish buffer and every client, local or not, gets them with their offsets once the
+retried publish goes through, exactly once (the publish is idempotent).
 """
 
 from __future__ import annotations
@@ -115,7 +114,8 @@ class PostgresAdapter:
     and nodes are pruned; `retention` how long packets are kept for recovery (default: the
     longest `max_disconnection_duration` of the namespaces, else 120); `request_timeout` (5)
     for fetch_sockets / server_side_emit answers; `error_handler(exc)` gets every error
-    (they are logged too); `max_buffer` bounds the publish retry buffer (see publisher.py);
+    (they are logged too); `max_buffer` (100 000 messages) and `max_buffer_bytes` (64 MiB)
+    bound the publish retry buffer (see publisher.py; past them emits are refused and reported);
     `pool_size` the write pool; `snapshot_interval` (0.5) how often the sessions of connected
     sockets are written (so a client recovers even when its server crashes).
     `restore_timeout` (5): how long a recovery waits for an unreachable Postgres before the
@@ -142,6 +142,7 @@ class PostgresAdapter:
         request_timeout: float = 5.0,
         error_handler: ErrorHandler | None = None,
         max_buffer: int = 100_000,
+        max_buffer_bytes: int = 64 * 1024 * 1024,
         pool_size: int = 4,
         snapshot_interval: float = 0.5,
         synchronous_commit: bool = True,
@@ -157,6 +158,7 @@ class PostgresAdapter:
         self.request_timeout = request_timeout
         self.error_handler = error_handler
         self.max_buffer = max_buffer
+        self.max_buffer_bytes = max_buffer_bytes
         self.pool_size = pool_size
         self.snapshot_interval = snapshot_interval
         self.synchronous_commit = synchronous_commit
@@ -238,7 +240,7 @@ class PgCluster:
         self.pool, self.listener = pool, listener
         self.store = Store(pool, o.schema, self.schema_q)
         self.publisher = Publisher(
-            pool, self.schema_q, self.uid, self.report, max_buffer=o.max_buffer, on_unhealthy=self._on_unhealthy
+            pool, self.schema_q, self.uid, self.report, max_buffer=o.max_buffer, max_buffer_bytes=o.max_buffer_bytes
         )
         self.publisher.start()
         loop = asyncio.get_running_loop()
@@ -494,10 +496,6 @@ class PgCluster:
         await self._snapshot_rows(rows[:mid])
         await self._snapshot_rows(rows[mid:])
 
-    def _on_unhealthy(self) -> None:
-        for adapter in list(self.adapters.values()):
-            adapter.deliver_pending_now()
-
     # the log -----------------------------------------------------------------------------
     def _on_row(self, row: Any) -> None:
         adapter = self.adapters.get(row["nsp"])
@@ -555,9 +553,18 @@ class PostgresNamespaceAdapter(ClusterAdapter):
     def do_publish(self, message: ClusterMessage) -> bool:
         return self.cluster.publish(message)
 
-    def deliver_own_broadcast_now(self) -> bool:
+    def publish_stats(self) -> tuple[int, dict[str, int]] | None:
+        """The publish buffer of this adapter's cluster (shared by its namespaces, hence the
+        id to count it once): depth, bytes, refused and dropped messages, for /metrics."""
         publisher = self.cluster.publisher
-        return publisher is None or not publisher.healthy
+        if publisher is None:
+            return None
+        return id(publisher), {
+            "messages": publisher.pending,
+            "bytes": publisher.pending_bytes,
+            "refused": publisher.refused,
+            "dropped": publisher.dropped,
+        }
 
     async def other_server_ids(self) -> set[str]:
         c = self.cluster

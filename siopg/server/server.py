@@ -72,7 +72,7 @@ class Server:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{option} must be a positive integer")
         # Names are bounded in UTF-8 bytes (NUL and lone surrogates refused): see siopg.names
-        # and docs/limits-server.md for what a client sees when it sends a bad one.
+        # and docs/limits.md for what a client sees when it sends a bad one.
         self.max_namespace_length = max_namespace_length
         self.max_room_length = max_room_length
         self.max_event_name_length = max_event_name_length

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Mapping
 from siopg._log import clip
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.engine import EngineOptions, EngineServer
+from siopg.engine.asgi import EngineASGIApp
 from siopg.metrics import Metrics, aiohttp_handler, make_registry
 from siopg.names import DEFAULT_MAX_NAME_BYTES, check_name
 from siopg.parser import get_parser
@@ -342,10 +343,13 @@ class Server:
 
     def attach(self, app: Any, metrics: bool = False) -> None:
         """Mount on an aiohttp app of yours: routes, plus startup and shutdown hooks."""
+        from siopg.engine.aiohttp_binding import aiohttp_handler
+
         path = self.path
-        app.router.add_route("*", path, self.engine.handle_aiohttp)
+        handler = aiohttp_handler(self.engine)
+        app.router.add_route("*", path, handler)
         if path.rstrip("/"):
-            app.router.add_route("*", path.rstrip("/"), self.engine.handle_aiohttp)
+            app.router.add_route("*", path.rstrip("/"), handler)
         if metrics:
             app.router.add_get("/metrics", self.metrics_handler)
 
@@ -364,7 +368,7 @@ class Server:
 
     def asgi_app(self, other_asgi_app: Any = None) -> Any:
         """An ASGI app serving `path`; other paths go to `other_asgi_app` (or get a 404)."""
-        inner = self.engine.asgi_app(other_asgi_app)
+        inner = EngineASGIApp(self.engine, other_asgi_app)
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] == "lifespan":

@@ -11,11 +11,10 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions
-from siopg.names import check_event_name, check_name
+from siopg.names import RESERVED_EVENTS, check_event_name, check_name
 from siopg.parser import Packet, PacketType
 from siopg.server.errors import AckTimeoutError
 from siopg.server.handlers import DONE, Done
-from siopg.server.options import RESERVED_EVENTS
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.namespace import Namespace

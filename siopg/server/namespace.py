@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from siopg._log import clip
 from siopg.adapter.base import BroadcastFlags, RecoveryUnavailable, Session, SocketId
 from siopg.engine.message import OutgoingMessage, UncompressedMessage
-from siopg.names import check_event_name
+from siopg.names import RESERVED_EVENTS, check_event_name
 from siopg.parser import Packet, PacketType
 from siopg.server.broadcast import BroadcastOperator
 from siopg.server.errors import AckTimeoutError
 from siopg.server.handlers import Done, call, takes_ack
 from siopg.server.middleware import connect_error_data, run_middlewares
-from siopg.server.options import RESERVED_EVENTS
 from siopg.server.socket import Socket
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -16,12 +16,11 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from siopg._log import clip
-from siopg.names import check_event_name
+from siopg.names import RESERVED_EVENTS, check_event_name
 from siopg.server.broadcast import BroadcastOperator, _rooms
 from siopg.server.errors import AckTimeoutError
 from siopg.server.handlers import DONE, Done
 from siopg.server.namespace import Namespace, NamespaceMatcher
-from siopg.server.options import RESERVED_EVENTS
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.server import Server

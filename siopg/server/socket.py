@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from siopg._log import clip
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions, RestoredSession, Session
-from siopg.names import check_event_name, check_name, is_valid_name
+from siopg.names import RESERVED_EVENTS, check_event_name, check_name, is_valid_name
 from siopg.parser import Packet, PacketType
 from siopg.server.errors import AckTimeoutError
 from siopg.server.handlers import DONE, Done, call
-from siopg.server.options import RECOVERABLE_REASONS, RESERVED_EVENTS
+from siopg.server.options import RECOVERABLE_REASONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.broadcast import BroadcastOperator

@@ -11,16 +11,17 @@ from typing import Any, Callable, Iterable, Mapping
 from siopg._log import clip
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.engine import EngineOptions, EngineServer
+from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.metrics import Metrics, aiohttp_handler, make_registry
 from siopg.names import DEFAULT_MAX_NAME_BYTES, check_name
-from siopg.parser import get_parser
+from siopg.parser import Packet, get_parser
 from siopg.server.broadcast import BroadcastOperator
 from siopg.server.client import Client
 from siopg.server.errors import TooManyNamespaces
-from siopg.server.handlers import Done, TaskSet
 from siopg.server.namespace import Namespace, NamespaceMatcher
 from siopg.server.parent import ParentNamespace
 from siopg.server.options import Recovery
+from siopg.server.tasks import Done, TaskSet
 
 logger = logging.getLogger("siopg.server")
 
@@ -193,6 +194,16 @@ class Server:
         except RuntimeError:
             return  # started by _startup() or by the first connection
         nsp._start_init()
+
+    def _messages(self, packet: Packet, compress: bool | None = None) -> list[OutgoingMessage]:
+        """The engine messages of one Socket.IO packet: the one encoding path of every emit.
+
+        Broadcasts call it once and hand the same list to every recipient. `compress=False`
+        (the `compress(False)` flag) sends them uncompressed, which matters only with
+        per-message deflate.
+        """
+        kind = UncompressedMessage if compress is False and self._deflate else OutgoingMessage
+        return [kind(part) for part in self._parser.encoder.encode(packet)]
 
     def _make_adapter(self, nsp: Namespace) -> Any:
         return self._adapter_factory(nsp)

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions
 from siopg.server.broadcast import BroadcastOperator, _rooms
-from siopg.server.handlers import DONE, Done
+from siopg.server.tasks import DONE, Done
 
 
 class RemoteSocket:

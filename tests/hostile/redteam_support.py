@@ -98,7 +98,9 @@ class Raw:
     @classmethod
     async def open(cls, session: aiohttp.ClientSession, url: str, connect: str = "40") -> Raw:
         """Engine.IO handshake, then send `connect` (a raw CONNECT packet) and keep its reply."""
-        ws = await session.ws_connect(url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket")
+        ws = await asyncio.wait_for(
+            session.ws_connect(url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"), 10
+        )
         raw = cls(ws)
         opening = await raw.recv()
         assert opening.startswith("0"), opening
@@ -107,15 +109,20 @@ class Raw:
         return raw
 
     async def recv(self, timeout: float = 10.0) -> str:
-        msg = await asyncio.wait_for(self.ws.receive(), timeout)
+        msg = await self.ws.receive(timeout)  # (not wait_for: cancelling a closing receive can hang)
         if msg.type != aiohttp.WSMsgType.TEXT:
             return f"<{msg.type.name}>"
         return str(msg.data)
 
     async def packet(self, timeout: float = 10.0) -> str:
-        """The next Socket.IO packet (pings answered on the way)."""
+        """The next Socket.IO packet (pings answered on the way), within `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
         while True:
-            data = await self.recv(timeout)
+            left = end - loop.time()
+            if left <= 0:
+                raise asyncio.TimeoutError
+            data = await self.recv(left)
             if data == "2":
                 await self.ws.send_str("3")
                 continue

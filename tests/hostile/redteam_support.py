@@ -121,7 +121,7 @@ class Raw:
         while True:
             left = end - loop.time()
             if left <= 0:
-                raise asyncio.TimeoutError
+                raise TimeoutError
             data = await self.recv(left)
             if data == "2":
                 await self.ws.send_str("3")

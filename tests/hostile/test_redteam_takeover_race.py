@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 
 from .redteam_support import Raw, rt_procs, schema  # noqa: F401  (fixtures)
 
@@ -26,7 +27,7 @@ async def _events(raw: Raw, seconds: float) -> list[str]:
     while (left := end - loop.time()) > 0:
         try:
             data = await raw.packet(left)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         got.append(data)
         if data.startswith("<"):
@@ -34,24 +35,26 @@ async def _events(raw: Raw, seconds: float) -> list[str]:
     return got
 
 
-async def test_simultaneous_takeovers_on_two_servers_never_clone(rt_procs: Any) -> None:  # noqa: F811
-    a, b, c = await rt_procs("A"), await rt_procs("B"), await rt_procs("C")
+@pytest.mark.parametrize("where", ["BC", "AAAA", "AB"])
+async def test_simultaneous_takeovers_never_clone(rt_procs: Any, where: str) -> None:  # noqa: F811
+    """The victim is on A; one newcomer per letter of `where` goes to that server, all at once."""
+    servers = {"A": await rt_procs("A"), "B": await rt_procs("B"), "C": await rt_procs("C")}
     async with aiohttp.ClientSession() as s:
-        victim = await Raw.open(s, a.url)
+        victim = await Raw.open(s, servers["A"].url)
         reply = json.loads(victim.reply[2:])
         sid, pid = reply["sid"], reply["pid"]
         await asyncio.sleep(0.5)  # the session row is written (snapshot interval 0.1 s)
         hello = "40" + json.dumps({"pid": pid})
-        n1, n2 = await asyncio.gather(Raw.open(s, b.url, hello), Raw.open(s, c.url, hello))
-        winners = [n for n in (n1, n2) if n.reply.startswith("40{") and json.loads(n.reply[2:])["sid"] == sid]
-        assert winners, (n1.reply, n2.reply)
-        ctl = await Raw.open(s, a.url)
+        newcomers = await asyncio.gather(*(Raw.open(s, servers[x].url, hello) for x in where))
+        assert any(n.reply.startswith("40{") and json.loads(n.reply[2:])["sid"] == sid for n in newcomers)
+        ctl = await Raw.open(s, servers["A"].url)
         await ctl.ws.send_str("42" + json.dumps(["emit", sid, "private", "x"]))
-        got1, got2, got0 = await asyncio.gather(_events(n1, 3), _events(n2, 3), _events(victim, 0.5))
-        receivers = [g for g in (got1, got2) if any('"private"' in e for e in g)]
-        assert len(receivers) == 1, {"n1": (n1.reply, got1), "n2": (n2.reply, got2), "victim": got0}
-        # the other newcomer holds no session under the victim's id: it was closed (so its
+        got = await asyncio.gather(*(_events(n, 3) for n in newcomers))
+        seen = {i: (n.reply, g) for i, (n, g) in enumerate(zip(newcomers, got))}
+        receivers = [i for i, g in enumerate(got) if any('"private"' in e for e in g)]
+        assert len(receivers) == 1, seen
+        # every other newcomer holds no session under the victim's id: it was closed (so its
         # client notices), or it never got that id
-        for raw, got in ((n1, got1), (n2, got2)):
-            if got is not receivers[0]:
-                assert "<CLOSE>" in got or json.loads(raw.reply[2:]).get("sid") != sid, (raw.reply, got)
+        for i, (raw, events) in enumerate(zip(newcomers, got)):
+            if i not in receivers:
+                assert "<CLOSE>" in events or json.loads(raw.reply[2:]).get("sid") != sid, seen

@@ -367,6 +367,11 @@ class Namespace:
                     if old.pid is not None and self._by_pid.get(old.pid) is old:
                         del self._by_pid[old.pid]
                     self.adapter.delete_all(old.id)
+                    if old.client is not client:
+                        # its connection may still be open (a concurrent restore of the same
+                        # pid won the race): close it so its client notices, never leave it
+                        # open with its events dropped (decision 3 of issue 7)
+                        old.client._close("forced server close")
                 socket = Socket(self, client, auth, restored, offset)
                 socket._pending = []
                 self._preconnect[socket.id] = socket

@@ -781,7 +781,10 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             if not await listener.wait_for(client_offset, 2.0):
                 _raise_if_reader_down(listener)
                 return None
-        waited = asked = False
+        waited = False
+        # owners asked to hand over: a row live again under ANOTHER owner (a concurrent
+        # restore on a third server claimed it meanwhile) is asked again, never cloned
+        asked: set[str] = set()
         window = self.window or 0.0
         for _attempt in range(6):
             takeover: tuple[str, str] | None = None
@@ -796,7 +799,9 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                     if session is None or not session["valid"]:
                         await tx.rollback()
                         return None
-                    if session["live"] and not asked and (session["owner"] == self.uid or session["owner_alive"]):
+                    if session["live"] and session["owner"] not in asked and (
+                        session["owner"] == self.uid or session["owner_alive"]
+                    ):
                         # its socket may be connected right now: a takeover, never a clone
                         await tx.rollback()
                         takeover = (session["owner"], session["sid"])
@@ -835,7 +840,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                     raise
             if takeover is not None:
                 await self._ask_owner(*takeover, pid)
-                asked = True
+                asked.add(takeover[0])
                 continue
             # rows the reader handled meanwhile went to no socket of this session: add them
             while listener.last_id > upto:

@@ -26,11 +26,14 @@ def _default(value: Any) -> Any:
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True, default=_default, datetime=False)
+    # "surrogatepass": strings a client sent may hold lone surrogates (valid JSON "\ud800");
+    # refusing them would drop whole cluster messages (a fetch_sockets answer listing every
+    # socket of a server, a session snapshot) because of one client. unpack() reverses it.
+    return msgpack.packb(value, use_bin_type=True, default=_default, datetime=False, unicode_errors="surrogatepass")
 
 
 def unpack(raw: bytes) -> Any:
-    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False, unicode_errors="surrogatepass")
 
 
 @dataclass(slots=True)

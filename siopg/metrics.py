@@ -194,6 +194,7 @@ def _name_limit_families(server: Server) -> Iterator[Any]:
     for name, doc, value in (
         ("siopg_invalid_names", "CONNECTs to an invalid namespace name and EVENTs with an invalid event name (connection closed)", m.invalid_names),
         ("siopg_dynamic_namespaces_refused", "CONNECTs refused because max_dynamic_namespaces was reached", m.dynamic_namespaces_refused),
+        ("siopg_connection_namespaces_refused", "CONNECTs refused because the connection had max_namespaces_per_connection", m.connection_namespaces_refused),
     ):
         family = CounterMetricFamily(name, doc)
         family.add_metric([], value)

@@ -76,6 +76,11 @@ class Client:
                 connecting = self._connecting = set()
             elif nsp in connecting:
                 return  # a duplicate CONNECT while the first one is being handled
+            if len(self.nsps) + len(connecting) >= self.server.max_namespaces_per_connection:
+                self.server.metrics.connection_namespaces_refused += 1
+                message = {"message": "Too many namespaces for this connection"}
+                self._packet(Packet(PacketType.CONNECT_ERROR, nsp, message, None))
+                return
             auth = packet.data if isinstance(packet.data, dict) else {}
             pid = offset = None
             if self.server.recovery is not None:

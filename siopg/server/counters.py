@@ -33,6 +33,7 @@ class Metrics:
         "engine_connections_total",
         "invalid_names",
         "dynamic_namespaces_refused",
+        "connection_namespaces_refused",
     )
 
     def __init__(self) -> None:
@@ -47,3 +48,4 @@ class Metrics:
         self.engine_connections_total = 0
         self.invalid_names = 0  # CONNECTs to an invalid namespace, EVENTs with an invalid name
         self.dynamic_namespaces_refused = 0  # CONNECTs refused by max_dynamic_namespaces
+        self.connection_namespaces_refused = 0  # CONNECTs refused by max_namespaces_per_connection

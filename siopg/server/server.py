@@ -57,6 +57,7 @@ class Server:
         max_room_length: int = DEFAULT_MAX_NAME_BYTES,
         max_event_name_length: int = DEFAULT_MAX_NAME_BYTES,
         max_dynamic_namespaces: int = 1000,
+        max_namespaces_per_connection: int = 50,
     ) -> None:
         if connection_state_recovery is True:
             connection_state_recovery = Recovery()
@@ -71,6 +72,7 @@ class Server:
             ("max_room_length", max_room_length),
             ("max_event_name_length", max_event_name_length),
             ("max_dynamic_namespaces", max_dynamic_namespaces),
+            ("max_namespaces_per_connection", max_namespaces_per_connection),
         ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{option} must be a positive integer")
@@ -81,6 +83,9 @@ class Server:
         self.max_event_name_length = max_event_name_length
         # dynamic child namespaces alive at once, over every parent (clients create them)
         self.max_dynamic_namespaces = max_dynamic_namespaces
+        # namespaces one connection may be in (or joining) at once: without it one client
+        # could hold every dynamic slot and lock everyone else out of new children
+        self.max_namespaces_per_connection = max_namespaces_per_connection
         self.recovery: Recovery | None = connection_state_recovery
         self.connect_timeout = connect_timeout
         # forget a dynamic namespace's child once its last socket left (socket.io's option)

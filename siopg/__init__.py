@@ -32,15 +32,15 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-_LAZY = {"PostgresAdapter", "Emitter"}
-
 
 def __getattr__(name: str) -> Any:
     """PostgresAdapter and Emitter load on first use, so `import siopg` never needs asyncpg."""
-    if name in _LAZY:
-        from siopg.adapter import postgres
-
-        value = getattr(postgres, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'siopg' has no attribute {name!r}")
+    value: Any
+    if name == "PostgresAdapter":
+        from siopg.adapter.postgres import PostgresAdapter as value
+    elif name == "Emitter":
+        from siopg.emitter import Emitter as value
+    else:
+        raise AttributeError(f"module 'siopg' has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -12,7 +12,8 @@ operations into messages and answers the requests of other servers:
                            once, then BROADCAST_ACK per client answer; the local part is
                            delivered at once (no offset, never replayed, so never twice)
   sockets join/leave/...   SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS (applied locally at once)
-  fetch_sockets            FETCH_SOCKETS -> FETCH_SOCKETS_RESPONSE from every other server
+  fetch_sockets            FETCH_SOCKETS -> FETCH_SOCKETS_RESPONSE from every other server;
+                           their sockets come back as plain `SocketDetails`
   server_side_emit         SERVER_SIDE_EMIT (+ requestId) -> SERVER_SIDE_EMIT_RESPONSE
   close                    ADAPTER_CLOSE: other servers stop waiting for this one
 
@@ -29,7 +30,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Callable
 
-from siopg.adapter.base import BroadcastFlags, BroadcastOptions, NamespaceLike, Room
+from siopg._log import clip
+from siopg.adapter.base import BroadcastFlags, BroadcastOptions, NamespaceLike, Room, SocketDetails
+from siopg.adapter.errors import AckTimeoutError
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.parser import Packet, PacketType
 
@@ -280,30 +283,13 @@ class ClusterAdapter(InMemoryAdapter):
                 future.set_result((responses, complete))
 
         request_id = self._start_request(MessageType.FETCH_SOCKETS, others, done, opts.flags.timeout)
+        request = self._requests[request_id]
         self.do_publish(self._message(MessageType.FETCH_SOCKETS, {"opts": encode_opts(opts), "requestId": request_id}))
         responses, complete = await future
         if not complete:
-            missing = len(others) - self._answered(others, responses)
-            raise _timeout_error(f"fetch_sockets: {missing} of {len(others)} servers did not answer", [])
-        remote = [self.make_remote_socket(details) for details in responses]
-        return local + [r for r in remote if r is not None]
-
-    @staticmethod
-    def _answered(others: set[str], responses: list[Any]) -> int:
-        return len({r.get("_uid") for r in responses if isinstance(r, dict)})
-
-    def make_remote_socket(self, details: dict[str, Any]) -> Any:
-        """A `RemoteSocket` for a socket described by another server."""
-        try:
-            from siopg.server.remote_socket import RemoteSocket
-        except ImportError:  # pragma: no cover - server layer without RemoteSocket
-            return details
-        try:
-            details = {k: v for k, v in details.items() if k != "_uid"}
-            return RemoteSocket(self.nsp, details)
-        except Exception:
-            log.exception("bad socket description from another server: %r", details)
-            return None
+            missing = len(request.missing)
+            raise AckTimeoutError(f"fetch_sockets: {missing} of {len(others)} servers did not answer", [])
+        return local + responses  # SocketDetails: the server wraps them in RemoteSocket
 
     def server_side_emit(self, args: list[Any], ack: Callable[[Any], None] | None = None) -> None:
         if ack is None:
@@ -328,7 +314,7 @@ class ClusterAdapter(InMemoryAdapter):
             if complete:
                 ack(values)
             else:
-                ack(_timeout_error(f"server_side_emit: {len(values)} of {len(others)} servers answered", values))
+                ack(AckTimeoutError(f"server_side_emit: {len(values)} of {len(others)} servers answered", values))
 
         request_id = self._start_request(MessageType.SERVER_SIDE_EMIT, others, done, None)
         self.do_publish(self._message(MessageType.SERVER_SIDE_EMIT, {"packet": args, "requestId": request_id}))
@@ -499,10 +485,12 @@ class ClusterAdapter(InMemoryAdapter):
                 return  # unknown, finished, or a second answer from the same server
             request.missing.discard(message.uid)
             if t == MessageType.FETCH_SOCKETS_RESPONSE:
-                for details in data.get("sockets") or ():
-                    if isinstance(details, dict) and isinstance(details.get("id"), str):
-                        details["_uid"] = message.uid
-                        request.responses.append(details)
+                for raw in data.get("sockets") or ():
+                    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                        try:
+                            request.responses.append(SocketDetails.from_wire(raw))
+                        except Exception:  # noqa: BLE001 - one bad description, not the answer
+                            log.warning("bad socket description from %s: %s", message.uid, clip(raw))
             else:
                 request.responses.append({"value": data.get("value"), "_uid": message.uid})
             if not request.missing:
@@ -523,14 +511,6 @@ class ClusterAdapter(InMemoryAdapter):
         for task in list(self._tasks):
             task.cancel()
         await super().close()
-
-
-def _timeout_error(message: str, responses: list[Any]) -> BaseException:
-    try:
-        from siopg.server.errors import AckTimeoutError
-    except ImportError:  # pragma: no cover
-        return TimeoutError(message)
-    return AckTimeoutError(message, responses)
 
 
 def _room_list(raw: Any) -> list[Room]:

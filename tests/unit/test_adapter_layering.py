@@ -85,3 +85,33 @@ async def test_fetch_sockets_wraps_socket_details_in_remote_socket() -> None:
 def test_remote_socket_still_accepts_the_wire_dict() -> None:
     remote = RemoteSocket(_Nsp(), {"id": "x", "handshake": None, "rooms": ["a"], "data": 3})
     assert (remote.id, remote.handshake, remote.rooms, remote.data) == ("x", {}, {"a"}, 3)
+
+
+def test_cluster_adapter_composes_the_rooms_index_instead_of_inheriting_memory() -> None:
+    """One join-offset implementation, the head supplied by each adapter; no in-memory
+    recovery log in a cluster adapter."""
+    from siopg.adapter.cluster import ClusterAdapter
+    from siopg.adapter.rooms import RoomIndex
+    from siopg.server.options import Recovery
+
+    class Head(ClusterAdapter):
+        head = 7
+
+        def _log_head(self) -> int:
+            return self.head
+
+    nsp = _Nsp()
+    nsp.recovery = Recovery()  # type: ignore[assignment]
+    cluster = Head(nsp, "uid")
+    assert not isinstance(cluster, InMemoryAdapter) and not hasattr(cluster, "_log")
+    assert isinstance(cluster.index, RoomIndex) and cluster.rooms is cluster.index.rooms
+    cluster.add_all("s", ["s", "red"])
+    cluster.head = 9
+    cluster.add_all("s", ["red", "blue"])  # red keeps its first join
+    assert cluster.join_offsets("s") == {"s": "7", "red": "7", "blue": "9"}
+    cluster.restore_join_offsets("s", {"s": "3", "gone": "1"})
+    assert cluster.join_offsets("s") == {"s": "3", "red": "7", "blue": "9"}
+    cluster.delete_all("s")
+    assert cluster.join_offsets("s") is None
+    memory = InMemoryAdapter(nsp)
+    assert type(memory.index.joins) is type(cluster.index.joins)

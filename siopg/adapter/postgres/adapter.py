@@ -36,6 +36,7 @@ from siopg.adapter.postgres.migrations import (
 )
 from siopg.adapter.postgres.publisher import Publisher
 from siopg.adapter.postgres.store import LogStats, Store, is_transient
+from siopg.adapter.rooms import parse_joins
 from siopg.parser import Packet, PacketType
 
 log = logging.getLogger("siopg.adapter.postgres")
@@ -532,11 +533,8 @@ class PostgresNamespaceAdapter(ClusterAdapter):
         self.request_timeout = cluster.o.request_timeout
         recovery = getattr(nsp, "recovery", None)
         self.window: float | None = recovery.max_disconnection_duration if recovery else None
-        # per socket and room, the log offset current when it joined (decision 2 of issue 7);
-        # the socket's own room (its sid) gives the session start
-        self._joined: dict[str, dict[str, int]] = {}
-        self._departed: dict[str, dict[str, int]] = {}  # left sockets, until their persist
-        self._restored_joins: dict[str, dict[str, int]] = {}  # restored, not yet re-attached
+        # join offsets (decision 2 of issue 7) are kept by the rooms index (ClusterAdapter),
+        # taken at the reader's head (_log_head)
         self._restoring_pids: dict[str, str] = {}  # sid -> pid of a restored socket
         self.handing_over: set[str] = set()  # pids being handed to another connection
 
@@ -588,31 +586,23 @@ class PostgresNamespaceAdapter(ClusterAdapter):
         return max(1, count)
 
     # rooms: keep the live session snapshot current -------------------------------------
-    def add_all(self, sid: str, rooms: Any) -> None:
-        if self.window is None:
-            super().add_all(sid, rooms)
-            return
-        rooms = list(rooms)
-        joins = self._joined.get(sid)
-        if joins is None:
-            joins = self._joined[sid] = {}
-        restored = self._restored_joins.pop(sid, None)  # restored rooms keep their join offsets
+    def _log_head(self) -> int:
         listener = self.cluster.listener
-        head = listener.last_id if listener is not None else 0
-        current = self.sids.get(sid) or ()
-        for room in rooms:
-            if room not in current or room not in joins:
-                joins[room] = restored.get(room, head) if restored else head
+        return listener.last_id if listener is not None else 0
+
+    def add_all(self, sid: str, rooms: Any) -> None:
         super().add_all(sid, rooms)
-        self.cluster.session_op(_Dirty(self, sid))
+        if self.window is not None:
+            self.cluster.session_op(_Dirty(self, sid))
 
     def delete(self, sid: str, room: str) -> None:
         super().delete(sid, room)
         if self.window is not None:
-            joins = self._joined.get(sid)
-            if joins is not None:
-                joins.pop(room, None)
             self.cluster.session_op(_Dirty(self, sid))
+
+    def restore_join_offsets(self, sid: str, offsets: dict[str, str]) -> None:
+        # the snapshot queued by add_all is written later, so it holds these offsets
+        super().restore_join_offsets(sid, offsets)
 
     def delete_all(self, sid: str) -> None:
         if self.window is not None:
@@ -622,20 +612,11 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                 # the socket left: drop its live snapshot (a recoverable disconnect persists
                 # the session right after, through the same ordered queue)
                 self.cluster.session_op(_Forget(self, sid, pid, asyncio.get_running_loop().time()))
-            joins = self._joined.pop(sid, None)
-            if joins is not None:
-                # persist_session runs a moment later (a task): keep the join offsets for it
-                self._departed[sid] = joins
-                self._later(5.0, self._drop_departed, sid, joins)
         super().delete_all(sid)
-
-    def _drop_departed(self, sid: str, joins: dict[str, int]) -> None:
-        if self._departed.get(sid) is joins:
-            del self._departed[sid]
 
     def joins_json(self, sid: str, rooms: list[str]) -> str | None:
         """The JSON {room: join offset} of a live socket's `rooms` (None: not tracked)."""
-        joins = self._joined.get(sid)
+        joins = self.index.joins.of(sid) if self.index.joins is not None else None
         if joins is None:
             return None
         return json.dumps({room: joins[room] for room in rooms if room in joins})
@@ -653,12 +634,13 @@ class PostgresNamespaceAdapter(ClusterAdapter):
     async def persist_session(self, session: Session) -> None:
         if self.window is None or self.cluster.store is None:
             return
-        sid = session.sid
-        joins = self._restored_joins.pop(sid, None) or self._joined.get(sid) or self._departed.pop(sid, None)
-        await self._persist(session, joins)
+        await self._persist(session)
 
-    async def _persist(self, session: Session, joins: dict[str, int] | None) -> None:
+    async def _persist(self, session: Session) -> None:
+        """Queue `session` (its join offsets are those the server read from `join_offsets`
+        while the socket was still in its rooms) and wait until it was attempted."""
         assert self.window is not None
+        joins = _session_joins(session.join_offsets)
         try:
             data = codec.pack(session.data)
         except Exception as exc:  # noqa: BLE001 - the client will just get a fresh session
@@ -705,12 +687,14 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             await self.cluster.session_barrier()
             return False
         rooms = sorted(self.socket_rooms(sid) or ())
-        session = Session(sid, pid, self.nsp.name, rooms, socket.data, socket.recovery_offset)
-        joins = dict(self._joined.get(sid) or {})
+        # read before the connection closes (closing the socket forgets its rooms and joins)
+        session = Session(
+            sid, pid, self.nsp.name, rooms, socket.data, socket.recovery_offset, self.join_offsets(sid) or {}
+        )
         self.handing_over.add(pid)
         try:
             _close_connection(socket)
-            await self._persist(session, joins)
+            await self._persist(session)
         finally:
             self.handing_over.discard(pid)
         return True
@@ -852,10 +836,13 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                     missed.append(Packet(PacketType.EVENT, self.nsp.name, [*args, str(row["id"])]))
             data = codec.unpack(session["data"]) if session["data"] is not None else {}
             sid = session["sid"]
-            if joined is not None:
-                self._restored_joins[sid] = {r: joined.get(r, 0) for r in rooms}
+            # restored rooms keep their join offsets: the server gives them back to the socket
+            # (restore_join_offsets) and, if the client left meanwhile, persists them again
+            join_offsets = {r: str(joined.get(r, 0)) for r in rooms} if joined is not None else None
             self._restoring_pids[sid] = pid
-            return RestoredSession(sid=sid, pid=pid, rooms=rooms, data=data, missed_packets=missed)
+            return RestoredSession(
+                sid=sid, pid=pid, rooms=rooms, data=data, missed_packets=missed, join_offsets=join_offsets
+            )
         return None
 
 
@@ -873,6 +860,16 @@ def _load_joins(raw: Any) -> dict[str, int] | None:
     if not isinstance(value, dict):
         return None
     return {str(k): int(v) for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _session_joins(raw: dict[str, str] | None) -> dict[str, int] | None:
+    """`Session.join_offsets` as ints for the sessions row; {} stays {} (nothing joined is not
+    "not tracked"), an unreadable map is "not tracked"."""
+    if raw is None:
+        return None
+    if not raw:
+        return {}
+    return parse_joins(raw)
 
 
 def _encodable(text: str) -> bool:

@@ -22,6 +22,8 @@ except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from siopg.engine import EngineOptions, EngineServer, EngineSocket, OutgoingMessage
+from siopg.engine.aiohttp_binding import aiohttp_handler
+from siopg.engine.asgi import EngineASGIApp
 
 
 def make_engine() -> EngineServer:
@@ -43,7 +45,7 @@ def make_engine() -> EngineServer:
 def make_app() -> tuple[web.Application, EngineServer]:
     engine = make_engine()
     app = web.Application()
-    app.router.add_route("*", engine.options.path, engine.handle_aiohttp)
+    app.router.add_route("*", engine.options.path, aiohttp_handler(engine))
 
     async def shutdown(_app: web.Application) -> None:
         await engine.close()
@@ -61,7 +63,7 @@ def main() -> None:
     if args.asgi:
         import uvicorn
 
-        uvicorn.run(make_engine().asgi_app(), host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(EngineASGIApp(make_engine()), host=args.host, port=args.port, log_level="warning")
         return
     try:
         import uvloop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import siopg.metrics  # noqa: F401  (registers io.metrics_registry and /metrics: see server/extensions)
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.server import (
     AckTimeoutError,
@@ -15,6 +16,7 @@ from siopg.server import (
     Server,
     Socket,
 )
+from siopg.server.extensions import EXTENSIONS as _EXTENSIONS
 
 __all__ = [
     "AckTimeoutError",
@@ -31,6 +33,16 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def _setup_dashboard(io: Server, app: Any) -> None:
+    """`io.aiohttp_app(dashboard=True)`: siopg.dashboard (jinja2) loads on first use only."""
+    from siopg.dashboard import setup
+
+    setup(io, app)
+
+
+_EXTENSIONS.dashboard_setup = _setup_dashboard
 
 
 def __getattr__(name: str) -> Any:

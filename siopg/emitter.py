@@ -32,8 +32,7 @@ from siopg.adapter.cluster import EMITTER_UID, ClusterMessage, MessageType, enco
 from siopg.adapter.errors import EmitNotConfirmed
 from siopg.adapter.postgres import codec
 from siopg.adapter.postgres.migrations import DEFAULT_SCHEMA, quote_ident, validate_schema
-
-RESERVED_EVENTS = frozenset(("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"))
+from siopg.names import RESERVED_EVENTS  # the one list (re-exported: siopg.emitter.RESERVED_EVENTS)
 
 
 def _unknown_outcome(exc: BaseException) -> bool:

@@ -18,57 +18,36 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+# The counters live in the server layer (the server bumps them); re-exported here.
+from siopg.server.counters import DEFAULT_MAX_NAMESPACE_LABELS, Metrics
+from siopg.server.extensions import EXTENSIONS
+
 if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
 
     from siopg.server.server import Server
 
+__all__ = [
+    "DEFAULT_MAX_NAMESPACE_LABELS",
+    "MAX_LABEL_BYTES",
+    "MIN_SCRAPE_INTERVAL",
+    "OTHER_LABEL",
+    "Metrics",
+    "aiohttp_handler",
+    "app_room_count",
+    "fold_namespaces",
+    "make_registry",
+    "render",
+    "setup",
+]
 
-#: distinct `namespace` label values by default (clients create dynamic namespaces at will)
-DEFAULT_MAX_NAMESPACE_LABELS = 100
+
 #: a namespace name longer than this (UTF-8 bytes) never becomes a label value of its own
 MAX_LABEL_BYTES = 256
 #: where namespaces that are not dynamic children are counted past the limit
 OTHER_LABEL = "other"
 #: a scrape within this many seconds of the previous one gets the same body (cost bound)
 MIN_SCRAPE_INTERVAL = 1.0
-
-
-class Metrics:
-    """Counters as plain ints; cheap to increment anywhere.
-
-    `max_namespace_labels` bounds the distinct `namespace` label values (see `fold_namespaces`).
-    """
-
-    #: slots that are settings or caches, not counters
-    NOT_COUNTERS = ("max_namespace_labels", "last_scrape")
-
-    __slots__ = (
-        "max_namespace_labels",
-        "last_scrape",
-        "packets_in",
-        "packets_out",
-        "broadcasts",
-        "recoveries_attempted",
-        "recoveries_succeeded",
-        "sessions_persisted",
-        "engine_connections_total",
-        "invalid_names",
-        "dynamic_namespaces_refused",
-    )
-
-    def __init__(self) -> None:
-        self.max_namespace_labels = DEFAULT_MAX_NAMESPACE_LABELS
-        self.last_scrape: tuple[float, bytes] | None = None
-        self.packets_in = 0
-        self.packets_out = 0
-        self.broadcasts = 0
-        self.recoveries_attempted = 0
-        self.recoveries_succeeded = 0
-        self.sessions_persisted = 0
-        self.engine_connections_total = 0
-        self.invalid_names = 0  # CONNECTs to an invalid namespace, EVENTs with an invalid name
-        self.dynamic_namespaces_refused = 0  # CONNECTs refused by max_dynamic_namespaces
 
 
 class _Collector:
@@ -174,6 +153,16 @@ def make_registry(server: "Server") -> CollectorRegistry:
     return registry
 
 
+def setup(io: Server, app: web.Application, path: str = "/metrics") -> None:
+    """Serve `io`'s Prometheus metrics at GET `path` of an aiohttp app (what
+    `io.aiohttp_app(metrics=True)` and `io.attach(app, metrics=True)` do)."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        return await aiohttp_handler(io, request)
+
+    app.router.add_get(path, metrics)
+
+
 def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     """The exposition body and its content type."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
@@ -265,3 +254,10 @@ def publish_families(server: Server) -> Iterator[Any]:
         family = family_type(name, doc)
         family.add_metric([], value)
         yield family
+
+
+# The server cannot import this module (it sits above the server): register what its
+# conveniences (io.metrics_registry, io.attach(app, metrics=True), io.metrics_handler) use.
+EXTENSIONS.metrics_registry = make_registry
+EXTENSIONS.metrics_setup = setup
+EXTENSIONS.metrics_handler = aiohttp_handler

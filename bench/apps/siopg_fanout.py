@@ -62,29 +62,4 @@ def _dump_allocations(_signum: int, _frame: Any) -> None:
 signal.signal(signal.SIGUSR1, _dump_allocations)
 
 
-def _batch_flushes() -> None:
-    """Experiment (SIOPG_BENCH_BATCH_FLUSH=1): one call_soon per loop tick for all dirty
-    connections instead of one per connection. Patches a private method; for measuring only."""
-    from siopg.engine.socket import EngineSocket
-
-    dirty: list[Any] = []
-
-    def flush_all() -> None:
-        batch = dirty[:]
-        dirty.clear()
-        for conn in batch:
-            conn._flush()
-
-    def request_flush(self: Any) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            if not dirty:
-                self._loop.call_soon(flush_all)
-            dirty.append(self)
-
-    EngineSocket.request_flush = request_flush  # type: ignore[method-assign]
-
-
-if os.environ.get("SIOPG_BENCH_BATCH_FLUSH"):
-    _batch_flushes()
 Fanout().serve(io, forward=False)

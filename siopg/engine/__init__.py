@@ -1,5 +1,11 @@
-"""Engine.IO protocol 4: sans-I/O core (protocol, session) and aiohttp/ASGI bindings."""
+"""Engine.IO protocol 4: sans-I/O core (protocol, session) and aiohttp/ASGI bindings.
 
+Importing this package imports no web framework: the bindings are separate modules that
+build on the core (``siopg.engine.aiohttp_binding.aiohttp_handler(engine)``,
+``siopg.engine.asgi.EngineASGIApp(engine)``).
+"""
+
+from .connection import EngineConnection
 from .errors import EngineError
 from .message import OutgoingMessage
 from .options import EngineOptions
@@ -16,7 +22,7 @@ from .session import (
 from .socket import EngineSocket
 
 __all__ = [
-    "EngineError", "EngineOptions", "EngineServer", "EngineSocket", "OutgoingMessage",
-    "RequestInfo", "FORCED_CLOSE", "PARSE_ERROR", "PING_TIMEOUT", "SERVER_SHUTTING_DOWN",
-    "TRANSPORT_CLOSE", "TRANSPORT_ERROR",
+    "FORCED_CLOSE", "PARSE_ERROR", "PING_TIMEOUT", "SERVER_SHUTTING_DOWN", "TRANSPORT_CLOSE",
+    "TRANSPORT_ERROR", "EngineConnection", "EngineError", "EngineOptions", "EngineServer",
+    "EngineSocket", "OutgoingMessage", "RequestInfo",
 ]

@@ -1,5 +1,8 @@
 """aiohttp binding: moves bytes between aiohttp and the engine core, decides nothing.
 
+``aiohttp_handler(engine)`` is the route handler for the engine's path (it builds on the
+framework-neutral :class:`~siopg.engine.server.EngineServer`, which never imports this module).
+
 WebSocket output bypasses aiohttp's per-message send path: after ``prepare()``, the cached
 frame bytes of everything queued during one loop tick are written with ONE
 ``transport.write`` (the kernel's per-write cost dominates, so coalescing is the big win).
@@ -13,18 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 from aiohttp import WSMsgType, web
 
 from .errors import EngineError
 from .message import EncodedPacket
 from .request import RequestInfo
-from .server import HttpReply, WsClosed, now_ms
-
-if TYPE_CHECKING:
-    from .server import EngineServer
+from .server import EngineServer, HttpReply, WsClosed, now_ms
 
 log = logging.getLogger("siopg.engine")
 
@@ -32,7 +32,7 @@ log = logging.getLogger("siopg.engine")
 class RawWsWriter:
     """Writes pre-framed bytes straight to the connection's transport."""
 
-    __slots__ = ("_ws", "_transport", "_server", "_closed")
+    __slots__ = ("_closed", "_server", "_transport", "_ws")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, server: EngineServer) -> None:
         self._ws = ws
@@ -60,7 +60,7 @@ class RawWsWriter:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._server._track(asyncio.ensure_future(_close_ws(self._ws)))
+            self._server.track(asyncio.ensure_future(_close_ws(self._ws)))
 
 
 class DeflateWsWriter:
@@ -81,7 +81,7 @@ class DeflateWsWriter:
         self._pending_bytes += sum(p.size for p in packets)
         if self._task is None:
             self._task = asyncio.ensure_future(self._drain())
-            self._server._track(self._task)
+            self._server.track(self._task)
         return self.buffer_size()
 
     async def _drain(self) -> None:
@@ -92,7 +92,7 @@ class DeflateWsWriter:
                 if not packet.compress:
                     # RSV1 clear: an uncompressed frame, legal on a deflate connection; its
                     # cached frame bytes go straight out, after the compressed ones before it
-                    transport = self._ws._req.transport if self._ws._req is not None else None  # noqa: SLF001
+                    transport = self._ws._req.transport if self._ws._req is not None else None
                     if transport is None or transport.is_closing():
                         raise ConnectionResetError("websocket transport closed")
                     transport.write(packet.ws_frame)
@@ -102,7 +102,7 @@ class DeflateWsWriter:
                     await self._ws.send_str(payload)
                 else:
                     await self._ws.send_bytes(payload)
-        except Exception:  # connection gone: the receive loop reports it
+        except Exception:  # noqa: BLE001 - connection gone (any error): the receive loop reports it
             self._pending.clear()
             self._pending_bytes = 0
         finally:
@@ -111,7 +111,7 @@ class DeflateWsWriter:
             await _close_ws(self._ws)
 
     def buffer_size(self) -> int:
-        transport = self._ws._req.transport if self._ws._req is not None else None  # noqa: SLF001
+        transport = self._ws._req.transport if self._ws._req is not None else None
         return self._pending_bytes + (transport.get_write_buffer_size() if transport else 0)
 
     @property
@@ -122,14 +122,14 @@ class DeflateWsWriter:
         if not self._closed:
             self._closed = True
             if self._task is None:
-                self._server._track(asyncio.ensure_future(_close_ws(self._ws)))
+                self._server.track(asyncio.ensure_future(_close_ws(self._ws)))
 
 
 async def _close_ws(ws: web.WebSocketResponse) -> None:
     try:
         await ws.close()
-    except Exception:
-        pass
+    except Exception as exc:  # noqa: BLE001 - the connection is gone either way
+        log.debug("engine websocket close failed: %r", exc)
 
 
 def request_info(request: web.Request) -> RequestInfo:
@@ -176,7 +176,7 @@ async def _write_reply(
             await response.prepare(request)
             await response.write_eof()
             sent = True
-    except Exception as exc:  # the connection broke while we wrote
+    except Exception as exc:  # noqa: BLE001 - the connection broke while we wrote
         log.debug("engine reply not written: %r", exc)
     finally:
         if not sent and reply.undelivered is not None:
@@ -186,7 +186,13 @@ async def _write_reply(
     return response
 
 
+def aiohttp_handler(server: EngineServer) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler serving `server`: route every method of the engine path to it."""
+    return partial(handle_request, server)
+
+
 async def handle_request(server: EngineServer, request: web.Request) -> web.StreamResponse:
+    """Serve one aiohttp request on the engine path (polling, preflight or WebSocket)."""
     info = request_info(request)
     is_upgrade = (
         request.method == "GET" and info.headers.get("upgrade", "").lower() == "websocket"
@@ -240,7 +246,7 @@ async def handle_request(server: EngineServer, request: web.Request) -> web.Stre
     if ws.compress:
         writer = DeflateWsWriter(ws, server)
     else:
-        writer = RawWsWriter(ws, transport, server)  # type: ignore[arg-type]
+        writer = RawWsWriter(ws, transport, server)
 
     async def receive() -> str | bytes:
         while True:

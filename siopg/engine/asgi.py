@@ -9,22 +9,24 @@ shutdown closes the engine).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from .errors import EngineError
 from .message import EncodedPacket
 from .request import RequestInfo
-from .server import HttpReply, WsClosed, now_ms
+from .server import EngineServer, HttpReply, WsClosed, now_ms
 
-if TYPE_CHECKING:
-    from .server import EngineServer
-
+# ASGI's own types: scopes and messages are dicts of arbitrary values by the spec.
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("siopg.engine")
 
 
 class AsgiWsWriter:
@@ -76,7 +78,7 @@ class AsgiWsWriter:
                 if self._closed:
                     await send({"type": "websocket.close", "code": 1000})
                     return
-        except Exception:  # the connection is gone; the receive loop reports it
+        except Exception:  # noqa: BLE001 - the connection is gone; the receive loop reports it
             self._pending = []
             self._pending_bytes = 0
 
@@ -102,9 +104,12 @@ def _request_info(scope: Scope, method: str) -> RequestInfo:
 
 
 class EngineASGIApp:
-    """ASGI 3 application serving the engine path; other paths go to `other_app`."""
+    """ASGI 3 application serving the engine path; other paths go to `other_app`.
 
-    def __init__(self, server: EngineServer, other_app: Any = None) -> None:
+    It builds on the framework-neutral :class:`~siopg.engine.server.EngineServer`, which
+    never imports this module."""
+
+    def __init__(self, server: EngineServer, other_app: ASGIApp | None = None) -> None:
         self.server = server
         self.other_app = other_app
         self._prefix = server.options.path.rstrip("/")
@@ -191,8 +196,8 @@ class EngineASGIApp:
                         reply.headers.append(("Connection", "close"))
                     await _send_reply(send, reply)
                     sent = True
-            except Exception:  # the connection broke while we wrote
-                pass
+            except Exception as exc:  # noqa: BLE001 - the connection broke while we wrote
+                log.debug("engine reply not written: %r", exc)
             finally:
                 if not sent and reply.undelivered is not None:
                     reply.undelivered()
@@ -246,7 +251,7 @@ class EngineASGIApp:
                 if len(data) > limit:  # like aiohttp's max_msg_size: close 1009
                     writer.close()
                     raise WsClosed("message too big")
-                return data  # type: ignore[no-any-return]
+                return data
             raise WsClosed(None)
 
         try:
@@ -255,7 +260,7 @@ class EngineASGIApp:
             writer.close()
             try:
                 await asyncio.wait_for(asyncio.shield(writer.task), 1.0)
-            except (asyncio.TimeoutError, Exception):
+            except Exception:  # noqa: BLE001 - timed out or failed: stop the sender either way
                 writer.task.cancel()
 
 

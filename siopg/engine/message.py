@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import struct
 
-from .protocol import PacketType
+from .protocol import EnginePacketType
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2
@@ -34,14 +34,14 @@ def ws_frame(opcode: int, payload: bytes) -> bytes:
 class EncodedPacket:
     """One Engine.IO packet with lazily cached encodings for both transports."""
 
-    __slots__ = ("type", "data", "_frame", "_text")
+    __slots__ = ("_frame", "_text", "data", "type")
 
     # With per-message deflate negotiated, is this packet sent compressed? A class attribute,
     # so the common case costs no memory; UncompressedMessage says no (socket.io's
     # `compress(false)`). Without per-message deflate nothing is ever compressed.
     compress = True
 
-    def __init__(self, ptype: PacketType, data: str | bytes | None = None) -> None:
+    def __init__(self, ptype: EnginePacketType, data: str | bytes | None = None) -> None:
         if isinstance(data, (bytearray, memoryview)):
             data = bytes(data)
         self.type = ptype
@@ -99,7 +99,7 @@ class OutgoingMessage(EncodedPacket):
     __slots__ = ()
 
     def __init__(self, data: str | bytes) -> None:
-        super().__init__(PacketType.MESSAGE, data)
+        super().__init__(EnginePacketType.MESSAGE, data)
 
 
 class UncompressedMessage(OutgoingMessage):
@@ -110,7 +110,7 @@ class UncompressedMessage(OutgoingMessage):
 
 
 # Control packets are constants: their encodings are computed once per process.
-PING = EncodedPacket(PacketType.PING)
-PONG_PROBE = EncodedPacket(PacketType.PONG, "probe")
-NOOP = EncodedPacket(PacketType.NOOP)
-CLOSE = EncodedPacket(PacketType.CLOSE)
+PING = EncodedPacket(EnginePacketType.PING)
+PONG_PROBE = EncodedPacket(EnginePacketType.PONG, "probe")
+NOOP = EncodedPacket(EnginePacketType.NOOP)
+CLOSE = EncodedPacket(EnginePacketType.CLOSE)

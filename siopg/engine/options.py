@@ -5,11 +5,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .request import RequestInfo
 
-AllowRequest = Callable[[RequestInfo], Union[None, Awaitable[None]]]
+AllowRequest = Callable[[RequestInfo], None | Awaitable[None]]
 
 TRANSPORTS = ("polling", "websocket")
 

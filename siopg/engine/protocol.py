@@ -1,8 +1,9 @@
-"""Engine.IO protocol 4 packet codec (sans-I/O).
+"""Engine.IO protocol 4 packet decoder (sans-I/O).
 
 A packet is a type digit followed by its data. Over WebSocket, one packet is one frame and a
 binary message is sent as a raw binary frame. Over HTTP long-polling, packets are joined
 with the record separator ``\\x1e`` and binary messages are written as ``"b" + base64``.
+Encoding is :class:`~siopg.engine.message.EncodedPacket`'s job (it caches both encodings).
 Every malformed input raises :class:`PacketDecodeError` (never another exception), so the
 session can close with the reason ``"parse error"``.
 """
@@ -17,7 +18,7 @@ from enum import IntEnum
 SEPARATOR = "\x1e"
 
 
-class PacketType(IntEnum):
+class EnginePacketType(IntEnum):
     OPEN = 0
     CLOSE = 1
     PING = 2
@@ -27,7 +28,7 @@ class PacketType(IntEnum):
     NOOP = 6
 
 
-_TYPES_BY_CHAR = {str(int(t)): t for t in PacketType}
+_TYPES_BY_CHAR = {str(int(t)): t for t in EnginePacketType}
 
 
 class PacketDecodeError(ValueError):
@@ -35,54 +36,33 @@ class PacketDecodeError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Packet:
-    type: PacketType
+class EnginePacket:
+    type: EnginePacketType
     data: str | bytes | None = None
 
 
-def encode_packet(packet: Packet) -> str | bytes:
-    """Encode one packet for a WebSocket frame: binary data stays raw bytes."""
-    data = packet.data
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
-    return str(int(packet.type)) + (data or "")
-
-
-def encode_packet_for_payload(packet: Packet) -> str:
-    """Encode one packet as text, for a long-polling payload (binary as "b" + base64)."""
-    data = packet.data
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return "b" + base64.b64encode(data).decode("ascii")
-    return str(int(packet.type)) + (data or "")
-
-
-def decode_packet(raw: str | bytes) -> Packet:
+def decode_packet(raw: str | bytes) -> EnginePacket:
     """Decode one packet (a WebSocket frame or one record of a polling payload)."""
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        return Packet(PacketType.MESSAGE, bytes(raw))
+        return EnginePacket(EnginePacketType.MESSAGE, bytes(raw))
     if not raw:
         raise PacketDecodeError("empty packet")
     head = raw[0]
     if head == "b":
         try:
-            return Packet(PacketType.MESSAGE, base64.b64decode(raw[1:], validate=True))
+            return EnginePacket(EnginePacketType.MESSAGE, base64.b64decode(raw[1:], validate=True))
         except (binascii.Error, ValueError) as exc:
             raise PacketDecodeError("invalid base64 binary packet") from exc
     ptype = _TYPES_BY_CHAR.get(head)
     if ptype is None:
         raise PacketDecodeError(f"unknown packet type {head!r}")
     if len(raw) > 1:
-        return Packet(ptype, raw[1:])
+        return EnginePacket(ptype, raw[1:])
     # A bare "4" is an empty message; other bare types carry no data.
-    return Packet(ptype, "" if ptype is PacketType.MESSAGE else None)
+    return EnginePacket(ptype, "" if ptype is EnginePacketType.MESSAGE else None)
 
 
-def encode_payload(packets: list[Packet]) -> str:
-    """Encode packets as one long-polling response body."""
-    return SEPARATOR.join(encode_packet_for_payload(p) for p in packets)
-
-
-def decode_payload(body: str) -> list[Packet]:
+def decode_payload(body: str) -> list[EnginePacket]:
     """Decode a long-polling request body; raises PacketDecodeError on the first bad record."""
     if not body:
         raise PacketDecodeError("empty payload")

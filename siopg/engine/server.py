@@ -1,8 +1,11 @@
 """EngineServer: request verification, handshakes and the session table.
 
-Framework-neutral: the aiohttp and ASGI bindings turn their requests into calls of
-:meth:`EngineServer.handle_http` (polling and preflight) and :meth:`EngineServer.run_websocket`
-(a WebSocket's receive loop), and turn the answers back into responses.
+The framework-neutral core (engine.io's BaseServer): it imports no web framework. The
+bindings build on it and the core never imports them: ``aiohttp_binding.aiohttp_handler``
+(aiohttp) and ``asgi.EngineASGIApp`` (ASGI 3) turn their requests into calls of
+:meth:`EngineServer.handle_http` (polling and preflight) and
+:meth:`EngineServer.accept_websocket` / :meth:`EngineServer.run_websocket` (a WebSocket's
+receive loop), and turn the answers back into responses.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._log import clip
 from .errors import (
@@ -34,10 +37,7 @@ from .request import RequestInfo
 from .session import SERVER_SHUTTING_DOWN, SessionConfig
 from .socket import EngineSocket, FlushBatch, WsWriter
 
-if TYPE_CHECKING:
-    from aiohttp import web
-
-__all__ = ["EngineServer", "EngineOptions", "HttpReply", "WsClosed"]
+__all__ = ["EngineOptions", "EngineServer", "HttpReply", "WsClosed"]
 
 log = logging.getLogger("siopg.engine")
 
@@ -71,9 +71,12 @@ def _invalid_header_value(value: str) -> bool:
 
 
 class EngineServer:
-    """Engine.IO 4 server. `on_connection(socket)` is called for every new session."""
+    """Engine.IO 4 server core. `on_connection(socket)` is called for every new session
+    (the layer above may take it as an :class:`~siopg.engine.connection.EngineConnection`)."""
 
-    def __init__(self, on_connection: Callable[[EngineSocket], None], options: EngineOptions | None = None) -> None:
+    def __init__(
+        self, on_connection: Callable[[EngineSocket], None], options: EngineOptions | None = None
+    ) -> None:
         self.on_connection = on_connection
         self.options = options = options or EngineOptions()
         self._config = SessionConfig(
@@ -89,18 +92,6 @@ class EngineServer:
         self._ws_tasks: set[asyncio.Task[Any]] = set()   # running WebSocket loops
         self._bg_tasks: set[asyncio.Task[Any]] = set()   # short-lived helpers (ws close)
         self._closing = False
-
-    # ------------------------------------------------------------------ bindings
-
-    async def handle_aiohttp(self, request: web.Request) -> web.StreamResponse:
-        from .aiohttp_binding import handle_request
-
-        return await handle_request(self, request)
-
-    def asgi_app(self, other_app: Any = None) -> Any:
-        from .asgi import EngineASGIApp
-
-        return EngineASGIApp(self, other_app)
 
     # ------------------------------------------------------------------ verification
 
@@ -172,7 +163,7 @@ class EngineServer:
                     await result
             except EngineError:  # the app chose the status and the message the client gets
                 raise
-            except Exception as exc:  # the hook refuses by raising; its text stays here
+            except Exception as exc:  # noqa: BLE001 - the hook refuses by raising; its text stays here
                 log.info("allow_request refused %s: %s", clip(info.url), clip(repr(exc)))
                 raise Forbidden(context="allow_request refused") from None
         if query.get("EIO") != "4":
@@ -189,7 +180,9 @@ class EngineServer:
             raise BadRequest(context="sid generation failed") from None
         if not isinstance(sid, str) or not sid or sid in self.sockets:
             raise BadRequest(context="sid generation returned an unusable id")
-        socket = EngineSocket(self, sid, transport, info, self._config, asyncio.get_running_loop())
+        socket = EngineSocket(
+            sid, transport, info, self._config, asyncio.get_running_loop(), self._flush_batch, self._forget
+        )
         self.sockets[sid] = socket
         return socket
 
@@ -380,7 +373,9 @@ class EngineServer:
             if task is not None:
                 self._ws_tasks.discard(task)
 
-    def _track(self, task: asyncio.Task[Any]) -> None:
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Keep a binding's short-lived task (e.g. a WebSocket close) until it ends; close()
+        waits for it."""
         self._bg_tasks.add(task)
         task.add_done_callback(self._bg_tasks.discard)
 
@@ -397,7 +392,7 @@ class EngineServer:
             pending = [t for t in (*self._ws_tasks, *self._bg_tasks) if not t.done()]
             if not pending:
                 break
-            done, still = await asyncio.wait(pending, timeout=2.0)
+            _, still = await asyncio.wait(pending, timeout=2.0)
             for t in still:
                 t.cancel()
 

@@ -4,7 +4,7 @@ The session decides everything the protocol says: what a polling GET or POST is 
 the probe / upgrade / noop sequence, ping and pong bookkeeping, when and why to close. It
 never touches a socket or a timer: it asks its *driver* (the binding) to do I/O, and exposes
 one absolute ``deadline`` (in the driver's clock) that the driver turns into one timer and
-reports back through :meth:`Session.on_deadline`.
+reports back through :meth:`EngineSession.on_deadline`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ from typing import Protocol
 from .._log import clip
 from .errors import BadRequest, PayloadTooLarge
 from .message import CLOSE, NOOP, PING, PONG_PROBE, EncodedPacket
-from .protocol import SEPARATOR, Packet, PacketDecodeError, PacketType, decode_packet
+from .protocol import (
+    SEPARATOR,
+    EnginePacket,
+    EnginePacketType,
+    PacketDecodeError,
+    decode_packet,
+)
 
 log = logging.getLogger("siopg.engine")
 
@@ -46,7 +52,7 @@ class SessionDriver(Protocol):
     """The I/O a session asks of its binding. No protocol decision is made there."""
 
     def request_flush(self) -> None:
-        """Call :meth:`Session.flush` soon (once per loop tick)."""
+        """Call :meth:`EngineSession.flush` soon (once per loop tick)."""
 
     def set_deadline(self, when: float | None) -> None:
         """(Re)arm the session's single timer at `when` (None: disarm)."""
@@ -56,7 +62,7 @@ class SessionDriver(Protocol):
 
     def answer_poll(self, body: str, packets: Sequence[EncodedPacket] = ()) -> None:
         """Answer the parked polling GET with a 200 and this payload (made of `packets`,
-        which go back through :meth:`Session.requeue` if the answer cannot be written)."""
+        which go back through :meth:`EngineSession.requeue` if the answer cannot be written)."""
 
     def ws_write(self, packets: Sequence[EncodedPacket]) -> int:
         """Write these packets' frames on the WebSocket (active or probing), in one write;
@@ -64,9 +70,6 @@ class SessionDriver(Protocol):
 
     def ws_close(self) -> None:
         """Close the WebSocket (active or probing) and forget it."""
-
-    def write_buffer_size(self) -> int:
-        """Bytes written to the WebSocket but not yet sent by the kernel."""
 
     def deliver(self, data: str | bytes) -> None:
         """One incoming Engine.IO message for the upper layer."""
@@ -86,14 +89,14 @@ class SessionConfig:
     close_timeout: float = 30.0  # a polling close waits this long for the next GET
 
 
-class Session:
+class EngineSession:
     """Engine.IO protocol 4 state of one connection (see module docstring)."""
 
     __slots__ = (
-        "sid", "_transport", "_ws_active", "config", "driver", "clock", "_state", "_accepting",
-        "upgraded", "probed",
-        "queue", "queued_bytes", "poll_waiting", "post_active", "close_reason",
-        "_ping_at", "_pong_deadline", "_upgrade_deadline", "_close_deadline", "_deadline",
+        "_accepting", "_close_deadline", "_deadline", "_ping_at", "_pong_deadline", "_state",
+        "_transport", "_upgrade_deadline", "_ws_active", "clock", "close_reason", "config",
+        "driver", "poll_waiting", "post_active", "probed", "queue", "queued_bytes", "sid",
+        "upgraded",
     )
 
     def __init__(
@@ -161,7 +164,7 @@ class Session:
         }
         self._ping_at = self.clock() + cfg.ping_interval
         self._rearm()
-        return EncodedPacket(PacketType.OPEN, json.dumps(handshake, separators=(",", ":")))
+        return EncodedPacket(EnginePacketType.OPEN, json.dumps(handshake, separators=(",", ":")))
 
     @property
     def is_open(self) -> bool:
@@ -337,7 +340,7 @@ class Session:
             except PacketDecodeError as exc:
                 self._finish(PARSE_ERROR, None)
                 raise BadRequest(context=str(exc)) from None
-            if packet.type is PacketType.CLOSE:
+            if packet.type is EnginePacketType.CLOSE:
                 self._finish(TRANSPORT_CLOSE, None, poll_answer=NOOP)
                 break
             self._on_packet(packet)
@@ -375,10 +378,10 @@ class Session:
         except PacketDecodeError:
             self._finish(PARSE_ERROR, None)
             return
-        if packet.type is PacketType.MESSAGE:
+        if packet.type is EnginePacketType.MESSAGE:
             if state is State.OPEN:
                 self.driver.deliver(packet.data)  # type: ignore[arg-type]
-        elif packet.type is PacketType.CLOSE:
+        elif packet.type is EnginePacketType.CLOSE:
             self._finish(TRANSPORT_CLOSE, None)
         else:
             self._on_packet(packet)
@@ -399,12 +402,12 @@ class Session:
         except PacketDecodeError:
             self._abort_upgrade()
             return
-        if packet.type is PacketType.PING and packet.data == "probe":
+        if packet.type is EnginePacketType.PING and packet.data == "probe":
             self.driver.ws_write([PONG_PROBE])
             self.probed = True
             if self._parked():  # end the pending GET so the client can pause polling
                 self._answer(NOOP)
-        elif packet.type is PacketType.UPGRADE:
+        elif packet.type is EnginePacketType.UPGRADE:
             self._complete_upgrade()
         else:
             self._abort_upgrade()
@@ -432,15 +435,15 @@ class Session:
 
     # ------------------------------------------------------------------ packets
 
-    def _on_packet(self, packet: Packet) -> None:
+    def _on_packet(self, packet: EnginePacket) -> None:
         ptype = packet.type
-        if ptype is PacketType.MESSAGE:
+        if ptype is EnginePacketType.MESSAGE:
             self.driver.deliver(packet.data)  # type: ignore[arg-type]
-        elif ptype is PacketType.PONG:
+        elif ptype is EnginePacketType.PONG:
             self._pong_deadline = None
             self._ping_at = self.clock() + self.config.ping_interval
             self._rearm()
-        elif ptype is PacketType.PING:
+        elif ptype is EnginePacketType.PING:
             self._finish(TRANSPORT_ERROR, "invalid heartbeat direction")
         # open, upgrade and noop from the client on the main transport are ignored
 
@@ -481,7 +484,7 @@ class Session:
             self._pong_deadline = max(self._ping_at + timeout, real_now + timeout / 2)
             self._ping_at = None
             self.send([PING])
-        if self.state is not State.CLOSED:
+        if self._state is not State.CLOSED:  # the calls above may have closed the session
             self._rearm()
 
     # ------------------------------------------------------------------ closing

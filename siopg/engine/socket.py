@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from .message import EncodedPacket, OutgoingMessage
 from .request import RequestInfo
-from .session import FORCED_CLOSE, Session, SessionConfig
+from .session import FORCED_CLOSE, EngineSession, SessionConfig
 
 if TYPE_CHECKING:
-    from .server import EngineServer
+    from .connection import EngineConnection
 
 log = logging.getLogger("siopg.engine")
 
@@ -38,8 +38,9 @@ class WsWriter(Protocol):
 class FlushBatch:
     """The connections that queued packets this loop tick, flushed by ONE loop callback.
 
-    One per EngineServer. A broadcast dirties every recipient in the same tick; one callback
-    for all of them (instead of one uvloop Handle per connection) costs a list append each.
+    One per EngineServer, handed to each of its connections. A broadcast dirties every
+    recipient in the same tick; one callback for all of them (instead of one uvloop Handle
+    per connection) costs a list append each.
     Each connection is flushed in the order it was first dirtied, so its own order holds.
     """
 
@@ -76,27 +77,31 @@ class EngineSocket:
     """
 
     __slots__ = (
-        "sid", "request", "on_message", "on_close", "send", "_session", "_server", "_loop",
-        "_batch", "_flush_scheduled", "_timer", "_poll_future", "_poll_alive", "_post_deadline",
-        "_ws",
+        "_batch", "_flush_scheduled", "_loop", "_on_closed", "_poll_alive", "_poll_future",
+        "_post_deadline", "_session", "_timer", "_ws", "on_close", "on_message", "request",
+        "send", "sid",
     )
 
     send: Callable[[Sequence[OutgoingMessage]], None]
 
     def __init__(
         self,
-        server: EngineServer,
         sid: str,
         transport: str,
         request: RequestInfo,
         config: SessionConfig,
         loop: asyncio.AbstractEventLoop,
+        batch: FlushBatch,
+        on_closed: Callable[[EngineSocket], None],
     ) -> None:
+        """`batch`: the flush batch this connection joins when it has packets queued;
+        `on_closed(socket)`: the owner's hook, called once when the session closes (before
+        `on_close`), e.g. to drop it from the session table."""
         self.sid = sid
         self.request = request
         self.on_message: Callable[[str | bytes], None] = _noop_message
         self.on_close: Callable[[str, str | None], None] = _noop_close
-        self._server = server
+        self._on_closed = on_closed
         self._loop = loop
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -105,9 +110,9 @@ class EngineSocket:
         self._poll_alive: Callable[[], bool] | None = None
         self._post_deadline: asyncio.Timeout | None = None  # the POST body being read
         self._ws: WsWriter | None = None
-        self._batch: FlushBatch = server._flush_batch
-        self._session = session = Session(sid, transport, config, self, loop.time)
-        self.send = session.send  # type: ignore[assignment]
+        self._batch = batch
+        self._session = session = EngineSession(sid, transport, config, self, loop.time)
+        self.send = session.send
 
     # ------------------------------------------------------------------ public API
 
@@ -165,10 +170,6 @@ class EngineSocket:
                 self._loop.call_soon(batch.run)
             dirty.append(self)
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        self._session.flush()
-
     def set_deadline(self, when: float | None) -> None:
         timer = self._timer
         if timer is not None:
@@ -206,10 +207,6 @@ class EngineSocket:
         if ws is not None:
             ws.close()
 
-    def write_buffer_size(self) -> int:
-        ws = self._ws
-        return ws.buffer_size() if ws is not None else 0
-
     def deliver(self, data: str | bytes) -> None:
         try:
             self.on_message(data)
@@ -217,7 +214,7 @@ class EngineSocket:
             log.exception("engine on_message handler failed (sid %s)", self.sid)
 
     def session_closed(self, reason: str, description: str | None) -> None:
-        self._server._forget(self)
+        self._on_closed(self)
         deadline = self._post_deadline
         if deadline is not None:  # a POST body still being read: end it now
             self._post_deadline = None
@@ -230,3 +227,7 @@ class EngineSocket:
             self.on_close(reason, description)
         except Exception:
             log.exception("engine on_close handler failed (sid %s)", self.sid)
+
+
+if TYPE_CHECKING:  # mypy proves that EngineSocket is what the layer above relies on
+    _implements_connection: type[EngineConnection] = EngineSocket

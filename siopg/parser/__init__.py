@@ -16,14 +16,14 @@ from .msgpack_parser import MsgpackDecoder, MsgpackEncoder
 from .packet import Packet, PacketType, ParseError
 
 __all__ = [
+    "PARSERS",
+    "Decoder",
+    "Encoder",
     "Packet",
     "PacketType",
     "ParseError",
-    "Encoder",
-    "Decoder",
     "ParserSpec",
     "get_parser",
-    "PARSERS",
 ]
 
 

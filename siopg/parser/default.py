@@ -31,7 +31,7 @@ from .packet import (
 
 _PTYPES = tuple(PacketType)  # index -> member, cheaper than calling PacketType(n)
 
-__all__ = ["DefaultEncoder", "DefaultDecoder", "MAX_ATTACHMENTS"]
+__all__ = ["MAX_ATTACHMENTS", "DefaultDecoder", "DefaultEncoder"]
 
 MAX_ATTACHMENTS = 10  # socket.io-parser's default `maxAttachments`
 
@@ -90,7 +90,7 @@ def _prepare(obj: Any, buffers: list[bytes] | None) -> Any:
     if isinstance(obj, _BINARY):
         if buffers is None:
             raise TypeError("binary data is only allowed in EVENT and ACK packets")
-        buffers.append(obj if t is bytes else bytes(obj))
+        buffers.append(obj if type(obj) is bytes else bytes(obj))
         return {"_placeholder": True, "num": len(buffers) - 1}
     if isinstance(obj, float):
         return _js_float(float(obj))
@@ -139,7 +139,7 @@ class DefaultEncoder:
 
     def encode(self, packet: Packet) -> list[str | bytes]:
         """Encode a packet into engine message payloads: one string, then attachments."""
-        ptype = packet.type
+        ptype: int = packet.type
         if ptype >= 5:
             ptype -= 3  # BINARY_* are chosen from the data, like socket.io-parser does
         data = packet.data
@@ -178,7 +178,7 @@ _MAX_ACK_ID = MAX_ACK_ID
 class _Pending:
     """A binary packet whose attachments are still arriving."""
 
-    __slots__ = ("packet", "count", "slots", "buffers")
+    __slots__ = ("buffers", "count", "packet", "slots")
 
     def __init__(self, packet: Packet, count: int, slots: list[tuple[Any, Any, int]]) -> None:
         self.packet = packet
@@ -215,7 +215,7 @@ class DefaultDecoder:
     After a ParseError the connection should be closed; ``reset()`` drops a partial packet.
     """
 
-    __slots__ = ("_pending", "_max_attachments")
+    __slots__ = ("_max_attachments", "_pending")
 
     def __init__(self, max_attachments: int = MAX_ATTACHMENTS) -> None:
         self._pending: _Pending | None = None

@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 import struct
 import threading
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]  # msgpack ships no type information
 
 from .packet import (
     MAX_ACK_ID,
@@ -34,10 +35,10 @@ from .packet import (
 
 _PTYPES = tuple(PacketType)  # index -> member, cheaper than calling PacketType(n)
 
-__all__ = ["MsgpackEncoder", "MsgpackDecoder"]
+__all__ = ["MsgpackDecoder", "MsgpackEncoder"]
 
 _BINARY = (bytes, bytearray, memoryview)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 # The exact decoder recurses: it stops one level past the packet map plus MAX_DEPTH levels
 # of data (msgpack (C) allows 1024); check_depth then applies the bound both parsers share.
@@ -52,7 +53,7 @@ def _default(obj: Any) -> Any:
         raise OverflowError
     if isinstance(obj, datetime):  # notepack writes a Date as fixext8 type 0, in ms
         if obj.tzinfo is None:
-            obj = obj.replace(tzinfo=timezone.utc)
+            obj = obj.replace(tzinfo=UTC)
         ms = (obj - _EPOCH) // _MS
         return msgpack.ExtType(0, struct.pack(">q", ms))
     raise TypeError(
@@ -65,6 +66,7 @@ _local = threading.local()
 
 def _packb(obj: Any) -> bytes:
     """msgpack.packb with one reusable Packer per thread (a Packer is not thread-safe)."""
+    pack: Callable[[Any], bytes]
     try:
         pack = _local.pack
     except AttributeError:
@@ -175,7 +177,7 @@ def _ext_fixed(code: int, data: bytes) -> Any:
 
 
 def _date(data: bytes) -> datetime:
-    ms = struct.unpack(">q", data)[0]
+    ms: int = struct.unpack(">q", data)[0]
     try:
         return _EPOCH + ms * _MS
     except OverflowError:
@@ -192,7 +194,7 @@ def _unpack(raw: bytes) -> tuple[Any, bool]:
         return msgpack.unpackb(raw, ext_hook=_ext_fast), False
     except _Ambiguous:
         pass
-    except Exception:
+    except Exception:  # noqa: BLE001 - any msgpack failure: the exact decoder gives the verdict
         return _ExactDecoder(raw).run(), True  # raises ParseError with notepack's verdict
     if b"\x01\x00" in raw or b"\x08\x00" in raw:  # maybe ext 8/16/32 of 1 or 8 bytes
         return _ExactDecoder(raw).run(), True
@@ -200,7 +202,7 @@ def _unpack(raw: bytes) -> tuple[Any, bool]:
         return msgpack.unpackb(raw, ext_hook=_ext_fixed), True
     except ParseError:
         raise
-    except Exception:
+    except Exception:  # noqa: BLE001 - as above: the exact decoder raises the ParseError
         return _ExactDecoder(raw).run(), True
 
 
@@ -225,7 +227,7 @@ def _js_key(key: Any) -> Any:
     if t is int:
         return str(key)
     if t is float:
-        if key != key:
+        if math.isnan(key):
             return "NaN"
         if key in (math.inf, -math.inf):
             return "Infinity" if key > 0 else "-Infinity"
@@ -242,7 +244,7 @@ def _js_key(key: Any) -> Any:
 class _ExactDecoder:
     """A plain reader of notepack's dialect, used only when the C library can't be exact."""
 
-    __slots__ = ("buf", "pos", "end")
+    __slots__ = ("buf", "end", "pos")
 
     def __init__(self, buf: bytes) -> None:
         self.buf = buf

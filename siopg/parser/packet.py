@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from siopg.names import RESERVED_EVENTS
+
 
 class PacketType(IntEnum):
     """Packet types of the Socket.IO protocol (v5)."""
@@ -58,10 +60,8 @@ def check_depth(data: Any, limit: int = MAX_DEPTH) -> None:
                 push((value, depth))
 
 
-# Event names a peer may not emit: they have a meaning of their own on one side or the other.
-RESERVED_EVENTS = frozenset(
-    ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener")
-)
+# RESERVED_EVENTS (event names a peer may not emit) is the one list of siopg.names, imported
+# above; `siopg.parser.packet.RESERVED_EVENTS` stays importable for the parser's callers.
 
 
 def check_payload(ptype: int, data: Any, present: bool) -> None:

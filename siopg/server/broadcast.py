@@ -7,21 +7,28 @@ and reused safely across awaits.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions, SocketDetails
-from siopg.names import check_event_name, check_name
+from siopg.names import RESERVED_EVENTS, check_event_name, check_name
 from siopg.parser import Packet, PacketType
+from siopg.server.callbacks import Callback
 from siopg.server.errors import AckTimeoutError
-from siopg.server.handlers import DONE, Done
-from siopg.server.options import RESERVED_EVENTS
+from siopg.server.tasks import DONE, Done
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.namespace import Namespace
 
 logger = logging.getLogger("siopg.server")
-_NO_FLAGS = BroadcastFlags()
+NO_FLAGS = BroadcastFlags()
+
+
+def with_flags(flags: BroadcastFlags, **changes: Any) -> BroadcastFlags:
+    """`flags` with some modifiers changed: the one builder of per-emit flags (operators and
+    flagged sockets alike), so a new flag is added in one place."""
+    return dataclasses.replace(flags, **changes)
 
 
 def _rooms(room: str | Iterable[str], max_bytes: int) -> frozenset[str]:
@@ -44,7 +51,7 @@ class BroadcastOperator:
         nsp: "Namespace",
         rooms: frozenset[str] = frozenset(),
         except_rooms: frozenset[str] = frozenset(),
-        flags: BroadcastFlags = _NO_FLAGS,
+        flags: BroadcastFlags = NO_FLAGS,
         single: bool = False,
     ) -> None:
         self.nsp = nsp
@@ -69,10 +76,7 @@ class BroadcastOperator:
         return self.__class__(self.nsp, self.rooms, self.except_rooms | rooms, self.flags, self._single)
 
     def _with(self, **changes: Any) -> "BroadcastOperator":
-        f = self.flags
-        values = {"volatile": f.volatile, "compress": f.compress, "local": f.local, "timeout": f.timeout}
-        values.update(changes)
-        return self.__class__(self.nsp, self.rooms, self.except_rooms, BroadcastFlags(**values), self._single)
+        return self.__class__(self.nsp, self.rooms, self.except_rooms, with_flags(self.flags, **changes), self._single)
 
     @property
     def volatile(self) -> "BroadcastOperator":
@@ -133,9 +137,11 @@ class BroadcastOperator:
         self.emit(event, *args, callback=settle)
         return fut
 
-    def _emit_with_ack(self, packet: Packet, callback: Callable[[Any, Any], Any]) -> None:
+    def _emit_with_ack(self, packet: Packet, fn: Callable[[Any, Any], Any]) -> None:
         loop = asyncio.get_running_loop()
         nsp = self.nsp
+        tasks = nsp.server._tasks
+        callback = Callback(fn, "ack callback")
         single = self._single
         responses: list[Any] = []
         state = {"servers_expected": -1, "servers_seen": 0, "clients_expected": 0, "done": False}
@@ -148,10 +154,7 @@ class BroadcastOperator:
             nsp._open_broadcasts.discard(on_close)
             nsp.forget_broadcast_acks(on_ack)
             result = (responses[0] if responses else None) if single else list(responses)
-            try:
-                callback(err, result)
-            except Exception:
-                logger.exception("error in ack callback")
+            callback.fire(tasks, (err, result))
 
         def check() -> None:
             if (
@@ -189,7 +192,7 @@ class BroadcastOperator:
             state["servers_expected"] = 1
             check()
         else:
-            count_task = asyncio.ensure_future(self.adapter.server_count())
+            count_task = tasks.spawn(self.adapter.server_count(), "broadcast server count")
 
             def counted(task: "asyncio.Future[int]") -> None:
                 if task.cancelled() or task.exception() is not None:

@@ -7,7 +7,6 @@ import logging
 from typing import TYPE_CHECKING, Any, Iterable
 
 from siopg._log import clip
-from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.parser import Packet, PacketType, ParseError
 from siopg.server.errors import TooManyNamespaces
 
@@ -138,9 +137,7 @@ class Client:
         """Encode and queue one packet for this client only (`compress=False`: see emit)."""
         if self.closed:
             return
-        encoded = self.server._parser.encoder.encode(packet)
-        kind = UncompressedMessage if compress is False and self.server._deflate else OutgoingMessage
-        self.conn.send([kind(part) for part in encoded])
+        self.conn.send(self.server._messages(packet, compress))
         self.server.metrics.packets_out += 1
 
     def _flush(self) -> None:
@@ -153,8 +150,8 @@ class Client:
     def _send_packets(self, packets: Iterable[Packet]) -> None:
         if self.closed:
             return
-        encode = self.server._parser.encoder.encode
-        messages = [OutgoingMessage(part) for packet in packets for part in encode(packet)]
+        to_messages = self.server._messages
+        messages = [message for packet in packets for message in to_messages(packet)]
         if messages:
             self.conn.send(messages)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
+from siopg.server.callbacks import Callback
 from siopg.server.errors import ConnectError
 
 logger = logging.getLogger("siopg.server")
@@ -18,7 +18,7 @@ def _as_error(err: Any) -> BaseException:
     return ConnectError(str(err))
 
 
-async def run_one(fn: Callable[..., Any], subject: Any) -> BaseException | None:
+async def run_one(fn: Callback, subject: Any) -> BaseException | None:
     """Run one middleware; returns the refusal (an exception) or None to go on.
 
     A middleware that returns without calling `next_` is waited for (it may call it later),
@@ -32,19 +32,17 @@ async def run_one(fn: Callable[..., Any], subject: Any) -> BaseException | None:
             decided.set_result(None if err is None else _as_error(err))
 
     try:
-        result = fn(subject, next_)
-        if inspect.isawaitable(result):
-            await result
+        await fn.wait(subject, next_)
     except Exception as exc:  # raising refuses, like next_(exc)
         if isinstance(exc, ConnectError):
             next_(exc)
         else:  # a bug, not a refusal: log it, do not leak its text to the client
-            logger.exception("error in middleware %r", fn)
+            logger.exception("error in middleware %r", fn.fn)
             next_(ConnectError("Internal server error"))
     return await decided
 
 
-async def run_middlewares(fns: Sequence[Callable[..., Any]], subject: Any) -> BaseException | None:
+async def run_middlewares(fns: Sequence[Callback], subject: Any) -> BaseException | None:
     for fn in list(fns):
         err = await run_one(fn, subject)
         if err is not None:

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from siopg._log import clip
 from siopg.adapter.base import BroadcastFlags, RecoveryUnavailable, Session, SocketId
-from siopg.engine.message import OutgoingMessage, UncompressedMessage
-from siopg.names import check_event_name
+from siopg.engine.message import OutgoingMessage
+from siopg.names import RESERVED_EVENTS, check_event_name
 from siopg.parser import Packet, PacketType
 from siopg.server.broadcast import BroadcastOperator
+from siopg.server.callbacks import Callback, PendingAck, remove
 from siopg.server.errors import AckTimeoutError
-from siopg.server.handlers import Done, call, takes_ack
 from siopg.server.middleware import connect_error_data, run_middlewares
-from siopg.server.options import RESERVED_EVENTS
 from siopg.server.socket import Socket
+from siopg.server.tasks import Done
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.client import Client
@@ -42,8 +42,8 @@ class Namespace:
         self.sockets: dict[SocketId, Socket] = {}
         self._preconnect: dict[SocketId, Socket] = {}  # restored sockets waiting for middlewares
         self._by_pid: dict[str, Socket] = {}  # connected sockets by private session id (CSR)
-        self._fns: list[Callable[..., Any]] = []
-        self._handlers: dict[str, list[Callable[..., Any]]] = {}
+        self._fns: list[Callback] = []
+        self._handlers: dict[str, list[Callback]] = {}
         self._ack_id = 0
         self._broadcast_acks: dict[Callable[..., Any], list[tuple[Socket, int]]] = {}
         self._open_broadcasts: set[Callable[[], None]] = set()  # broadcast acks awaiting answers
@@ -73,7 +73,8 @@ class Namespace:
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             name = "connection" if event == "connect" else event
-            self._handlers.setdefault(name, []).append(fn)
+            what = "connection handler" if name == "connection" else f"server-side {clip(str(name), 60)} handler"
+            self._handlers.setdefault(name, []).append(Callback(fn, what))
             return fn
 
         return register(handler) if handler is not None else register
@@ -82,12 +83,12 @@ class Namespace:
         name = "connection" if event == "connect" else event
         if handler is None:
             self._handlers.pop(name, None)
-        elif handler in self._handlers.get(name, ()):
-            self._handlers[name].remove(handler)
+        elif name in self._handlers:
+            remove(self._handlers[name], handler)
 
     def use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Add a connection middleware `fn(socket, next_)` (sync or async)."""
-        self._fns.append(fn)
+        self._fns.append(Callback(fn, "middleware"))
         return fn
 
     # operators ---------------------------------------------------------------------------
@@ -176,15 +177,9 @@ class Namespace:
         self._ack_id += 1
         return ack_id
 
-    def _encode(self, packet: Packet, compress: bool | None = None) -> list[OutgoingMessage]:
-        kind = OutgoingMessage
-        if compress is False and self.server._deflate:
-            kind = UncompressedMessage  # compress(False) matters only with per-message deflate
-        return [kind(part) for part in self.server._parser.encoder.encode(packet)]
-
     def deliver(self, packet: Packet, socket_ids: Iterable[SocketId], flags: BroadcastFlags) -> None:
         """Encode once, queue the same messages on each listed local socket's connection."""
-        messages = self._encode(packet, flags.compress)
+        messages = self.server._messages(packet, flags.compress)
         if flags.volatile or self._watchers:
             self._deliver_slow(packet, messages, socket_ids, flags.volatile)
             return
@@ -236,10 +231,12 @@ class Namespace:
         """Deliver with one namespace-wide ack id; each socket's answer calls `ack(first_arg)`."""
         ack_id = self._next_ack_id()
         packet = Packet(packet.type, packet.nsp, packet.data, ack_id)
-        messages = self._encode(packet, flags.compress)
+        messages = self.server._messages(packet, flags.compress)
 
         def on_answer(*args: Any) -> None:
             ack(args[0] if args else None)
+
+        pending = PendingAck(Callback(on_answer, "broadcast ack"))  # one for every recipient
 
         registered: list[tuple[Socket, int]] = []
         sockets = self.sockets
@@ -250,7 +247,7 @@ class Namespace:
                 continue
             if volatile and not getattr(socket.client.conn, "writable", True):
                 continue  # dropped: not counted, so the broadcast does not wait for it
-            socket.acks[ack_id] = on_answer
+            socket.acks[ack_id] = pending
             registered.append((socket, ack_id))
             if socket._any_outgoing:
                 socket._notify_outgoing(packet.data)
@@ -286,9 +283,9 @@ class Namespace:
                 answered = True
                 ack(values[0] if len(values) == 1 else list(values) if values else None)
 
-        for fn in list(handlers):
-            call(self.server._tasks, fn, rest, reply if ack is not None and takes_ack(fn) else None,
-                 what=f"server-side {clip(event, 60)} handler")
+        tasks = self.server._tasks
+        for callback in list(handlers):
+            callback.fire(tasks, rest, reply if ack is not None else None)
 
     # connections -------------------------------------------------------------------------
     async def _add(self, client: "Client", auth: dict[str, Any], pid: Any = None, offset: Any = None) -> None:
@@ -384,8 +381,9 @@ class Namespace:
             self._by_pid[socket.pid] = socket
         client._add_socket(socket)
         socket._on_connect()
-        for fn in list(self._handlers.get("connection", ())):
-            call(self.server._tasks, fn, [socket], what="connection handler")
+        tasks = self.server._tasks
+        for callback in list(self._handlers.get("connection", ())):
+            callback.fire(tasks, (socket,))
 
     def _remove(self, socket: Socket) -> None:
         """Forget `socket` only if it is the very socket registered under its id (#4880)."""

@@ -16,12 +16,12 @@ import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from siopg._log import clip
-from siopg.names import check_event_name
+from siopg.names import RESERVED_EVENTS, check_event_name
 from siopg.server.broadcast import BroadcastOperator, _rooms
+from siopg.server.callbacks import Callback
 from siopg.server.errors import AckTimeoutError
-from siopg.server.handlers import DONE, Done
 from siopg.server.namespace import Namespace, NamespaceMatcher
-from siopg.server.options import RESERVED_EVENTS
+from siopg.server.tasks import DONE, Done
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.server import Server
@@ -42,32 +42,29 @@ class ParentNamespace(Namespace):
     def __init__(self, server: "Server", matcher: NamespaceMatcher) -> None:
         ParentNamespace._count += 1
         self.matcher = matcher
+        self._match: Callback | None = None if isinstance(matcher, re.Pattern) else Callback(matcher, "namespace matcher")
         self.children: set[Namespace] = set()
         super().__init__(server, f"/_{ParentNamespace._count}", with_adapter=False)
 
     async def matches(self, name: str, auth: dict[str, Any]) -> bool:
-        matcher = self.matcher
-        if isinstance(matcher, re.Pattern):
-            return matcher.search(name) is not None
-        result = matcher(name, auth)
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            result = await result
-        return bool(result)
+        if isinstance(self.matcher, re.Pattern):
+            return self.matcher.search(name) is not None
+        return self._match is not None and bool(await self._match.wait(name, auth))
 
     def create_child(self, name: str) -> Namespace:
         child = Namespace(self.server, name)
         child._parent = self
-        for fn in self._fns:
-            child.use(fn)
-        for fn in self._handlers.get("connection", ()):
-            child.on("connection", fn)
+        child._fns.extend(self._fns)  # the same Callbacks: registered once, on the parent
+        connection = self._handlers.get("connection")
+        if connection:
+            child._handlers["connection"] = list(connection)
         self.children.add(child)
         return child
 
     def use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         super().use(fn)
         for child in self.children:
-            child.use(fn)
+            child._fns.append(self._fns[-1])
         return fn
 
     def _operator(self) -> BroadcastOperator:
@@ -132,8 +129,10 @@ class ParentBroadcastOperator(BroadcastOperator):
         callback: Callable[[Any, Any], Any],
     ) -> None:
         """Each child collects its answers (with its own timer); report once all are done."""
+        report = Callback(callback, "ack callback")
+        tasks = self.nsp.server._tasks
         if not operators:  # nobody to ask: answer like an empty broadcast, asynchronously
-            asyncio.get_running_loop().call_soon(_safe_callback, callback, None, [])
+            asyncio.get_running_loop().call_soon(report.fire, tasks, (None, []))
             return
         parts: list[list[Any]] = [[] for _ in operators]
         remaining = len(operators)
@@ -148,7 +147,7 @@ class ParentBroadcastOperator(BroadcastOperator):
                 if remaining == 0:
                     merged = [answer for part in parts for answer in part]
                     error = AckTimeoutError("operation has timed out", merged) if failed else None
-                    _safe_callback(callback, error, merged)
+                    report.fire(tasks, (error, merged))
 
             return done
 
@@ -178,9 +177,3 @@ class ParentBroadcastOperator(BroadcastOperator):
             op.disconnect_sockets(close)
         return DONE
 
-
-def _safe_callback(callback: Callable[[Any, Any], Any], err: Any, responses: list[Any]) -> None:
-    try:
-        callback(err, responses)
-    except Exception:
-        logger.exception("error in ack callback")

@@ -11,16 +11,19 @@ from typing import Any, Callable, Iterable, Mapping
 from siopg._log import clip
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.engine import EngineOptions, EngineServer
-from siopg.metrics import Metrics, aiohttp_handler, make_registry
+from siopg.engine.asgi import EngineASGIApp
+from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.names import DEFAULT_MAX_NAME_BYTES, check_name
-from siopg.parser import get_parser
+from siopg.parser import Packet, get_parser
 from siopg.server.broadcast import BroadcastOperator
 from siopg.server.client import Client
+from siopg.server.counters import Metrics
 from siopg.server.errors import TooManyNamespaces
-from siopg.server.handlers import Done, TaskSet
+from siopg.server.extensions import EXTENSIONS
 from siopg.server.namespace import Namespace, NamespaceMatcher
-from siopg.server.parent import ParentNamespace
 from siopg.server.options import Recovery
+from siopg.server.parent import ParentNamespace
+from siopg.server.tasks import Done, TaskSet
 
 logger = logging.getLogger("siopg.server")
 
@@ -72,7 +75,7 @@ class Server:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{option} must be a positive integer")
         # Names are bounded in UTF-8 bytes (NUL and lone surrogates refused): see siopg.names
-        # and docs/limits-server.md for what a client sees when it sends a bad one.
+        # and docs/limits.md for what a client sees when it sends a bad one.
         self.max_namespace_length = max_namespace_length
         self.max_room_length = max_room_length
         self.max_event_name_length = max_event_name_length
@@ -88,7 +91,7 @@ class Server:
         self._adapter_factory: Callable[[Any], Any] = adapter or InMemoryAdapter
         self._tasks = TaskSet()
         self.metrics = Metrics()
-        self.metrics_registry = make_registry(self)
+        self._metrics_registry: Any = None  # made on first use (see metrics_registry)
         self._nsps: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
         self._clients: dict[str, Client] = {}
@@ -136,6 +139,13 @@ class Server:
                 if nsp._ready is None and isinstance(nsp.adapter, InMemoryAdapter):
                     nsp.adapter = self._adapter_factory(nsp)
             logger.info("using the Postgres adapter (the app configured none)")
+
+    @property
+    def metrics_registry(self) -> Any:
+        """This server's own Prometheus registry (made by siopg.metrics on first use)."""
+        if self._metrics_registry is None:
+            self._metrics_registry = EXTENSIONS.require("metrics_registry")(self)
+        return self._metrics_registry
 
     @property
     def path(self) -> str:
@@ -193,6 +203,16 @@ class Server:
         except RuntimeError:
             return  # started by _startup() or by the first connection
         nsp._start_init()
+
+    def _messages(self, packet: Packet, compress: bool | None = None) -> list[OutgoingMessage]:
+        """The engine messages of one Socket.IO packet: the one encoding path of every emit.
+
+        Broadcasts call it once and hand the same list to every recipient. `compress=False`
+        (the `compress(False)` flag) sends them uncompressed, which matters only with
+        per-message deflate.
+        """
+        kind = UncompressedMessage if compress is False and self._deflate else OutgoingMessage
+        return [kind(part) for part in self._parser.encoder.encode(packet)]
 
     def _make_adapter(self, nsp: Namespace) -> Any:
         return self._adapter_factory(nsp)
@@ -335,19 +355,20 @@ class Server:
         app = web.Application()
         self.attach(app, metrics=metrics)
         if dashboard:  # no auth here: call siopg.dashboard.setup(io, app, auth=...) for that
-            from siopg.dashboard import setup as setup_dashboard
-
-            setup_dashboard(self, app)
+            EXTENSIONS.require("dashboard_setup")(self, app)
         return app
 
     def attach(self, app: Any, metrics: bool = False) -> None:
         """Mount on an aiohttp app of yours: routes, plus startup and shutdown hooks."""
+        from siopg.engine.aiohttp_binding import aiohttp_handler
+
         path = self.path
-        app.router.add_route("*", path, self.engine.handle_aiohttp)
+        handler = aiohttp_handler(self.engine)
+        app.router.add_route("*", path, handler)
         if path.rstrip("/"):
-            app.router.add_route("*", path.rstrip("/"), self.engine.handle_aiohttp)
-        if metrics:
-            app.router.add_get("/metrics", self.metrics_handler)
+            app.router.add_route("*", path.rstrip("/"), handler)
+        if metrics:  # siopg.metrics.setup(io, app) (it sits above the server: see extensions)
+            EXTENSIONS.require("metrics_setup")(self, app)
 
         async def on_startup(_app: Any) -> None:
             await self._startup()
@@ -359,12 +380,12 @@ class Server:
         app.on_shutdown.append(on_shutdown)
 
     async def metrics_handler(self, request: Any) -> Any:
-        """An aiohttp handler exposing this server's Prometheus metrics."""
-        return await aiohttp_handler(self, request)
+        """An aiohttp handler exposing this server's Prometheus metrics (siopg.metrics')."""
+        return await EXTENSIONS.require("metrics_handler")(self, request)
 
     def asgi_app(self, other_asgi_app: Any = None) -> Any:
         """An ASGI app serving `path`; other paths go to `other_asgi_app` (or get a 404)."""
-        inner = self.engine.asgi_app(other_asgi_app)
+        inner = EngineASGIApp(self.engine, other_asgi_app)
 
         async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope["type"] == "lifespan":

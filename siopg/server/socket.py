@@ -11,20 +11,21 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from siopg._log import clip
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions, RestoredSession, Session
-from siopg.names import check_event_name, check_name, is_valid_name
+from siopg.names import RESERVED_EVENTS, check_event_name, check_name, is_valid_name
 from siopg.parser import Packet, PacketType
 from siopg.server.errors import AckTimeoutError
-from siopg.server.handlers import DONE, Done, call
-from siopg.server.options import RECOVERABLE_REASONS, RESERVED_EVENTS
+from siopg.server.middleware import run_middlewares
+from siopg.server.broadcast import NO_FLAGS, BroadcastOperator, with_flags
+from siopg.server.callbacks import Callback, PendingAck, remove
+from siopg.server.tasks import DONE, Done
+from siopg.server.options import RECOVERABLE_REASONS
 
 if TYPE_CHECKING:  # pragma: no cover
-    from siopg.server.broadcast import BroadcastOperator
     from siopg.server.client import Client
     from siopg.server.namespace import Namespace
 
 logger = logging.getLogger("siopg.server")
 
-_NO_FLAGS = BroadcastFlags()
 
 
 def new_id() -> str:
@@ -124,13 +125,13 @@ class Socket:
         self.data: Any = {}
         self.connected = False
         self.recovered = False
-        self.acks: dict[int, Callable[..., None]] = {}
+        self.acks: dict[int, PendingAck] = {}
         self.handshake = build_handshake(client.conn.request, auth)
         self._send = client.conn.send  # bound once: the broadcast loop calls it per recipient
-        self._handlers: dict[str, list[Callable[..., Any]]] = {}
-        self._any: list[Callable[..., Any]] = []
-        self._any_outgoing: list[Callable[..., Any]] = []
-        self._fns: list[Callable[..., Any]] = []
+        self._handlers: dict[str, list[Callback]] = {}
+        self._any: list[Callback] = []
+        self._any_outgoing: list[Callback] = []
+        self._fns: list[Callback] = []
         self._pending: list[Any] | None = None  # deliveries held until the CONNECT reply is out
         self._missed: list[Packet] = []
         self._detached = False
@@ -198,7 +199,7 @@ class Socket:
         """Register an event handler; usable as `@socket.on("ev")` or `socket.on("ev", fn)`."""
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self._handlers.setdefault(event, []).append(fn)
+            self._handlers.setdefault(event, []).append(Callback(fn, f"{clip(str(event), 60)} handler"))
             return fn
 
         return register(handler) if handler is not None else register
@@ -206,42 +207,38 @@ class Socket:
     def off(self, event: str, handler: Callable[..., Any] | None = None) -> None:
         if handler is None:
             self._handlers.pop(event, None)
-        elif handler in self._handlers.get(event, ()):
-            self._handlers[event].remove(handler)
+        elif event in self._handlers:
+            remove(self._handlers[event], handler)
 
     def on_any(self, listener: Callable[..., Any]) -> Callable[..., Any]:
-        self._any.append(listener)
+        self._any.append(Callback(listener, "on_any listener"))
         return listener
 
     def off_any(self, listener: Callable[..., Any] | None = None) -> None:
-        if listener is None:
-            self._any.clear()
-        elif listener in self._any:
-            self._any.remove(listener)
+        remove(self._any, listener)
 
     def on_any_outgoing(self, listener: Callable[..., Any]) -> Callable[..., Any]:
+        callback = Callback(listener, "on_any_outgoing listener")
         if not self._any_outgoing:
             self.nsp._watchers += 1
-        self._any_outgoing.append(listener)
+        self._any_outgoing.append(callback)
         return listener
 
     def off_any_outgoing(self, listener: Callable[..., Any] | None = None) -> None:
         had = bool(self._any_outgoing)
-        if listener is None:
-            self._any_outgoing.clear()
-        elif listener in self._any_outgoing:
-            self._any_outgoing.remove(listener)
+        remove(self._any_outgoing, listener)
         if had and not self._any_outgoing:
             self.nsp._watchers -= 1
 
     def use(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Per-socket middleware `fn(packet, next_)`: packet is [event, *args]; next_(err) refuses."""
-        self._fns.append(fn)
+        self._fns.append(Callback(fn, "middleware"))
         return fn
 
     def _emit_reserved(self, event: str, *args: Any) -> None:
-        for fn in list(self._handlers.get(event, ())):
-            call(self.server._tasks, fn, args, trim=True, what=f"{event!r} listener")
+        tasks = self.server._tasks
+        for callback in list(self._handlers.get(event, ())):
+            callback.fire(tasks, args, trim=True)
 
     # emitting ----------------------------------------------------------------------------
     def emit(self, event: str, *args: Any, callback: Callable[..., Any] | None = None) -> Done:
@@ -250,17 +247,22 @@ class Socket:
         With `callback`, it is called with the client's ack arguments (after an error argument,
         None or AckTimeoutError, when a timeout is set).
         """
-        return self._emit(event, args, _NO_FLAGS, callback)
+        return self._emit(event, args, NO_FLAGS, callback)
 
     def send(self, *args: Any) -> Done:
         return self.emit("message", *args)
 
     def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
-        return self._emit_with_ack(event, args, _NO_FLAGS)
+        return self._emit_with_ack(event, args, NO_FLAGS)
 
     def _emit(
-        self, event: str, args: tuple[Any, ...], flags: BroadcastFlags, callback: Callable[..., Any] | None
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        flags: BroadcastFlags,
+        callback: Callable[..., Any] | PendingAck | None,
     ) -> Done:
+        """Emit with `flags`; `callback` is the application's (or emit_with_ack's PendingAck)."""
         if event in RESERVED_EVENTS:
             raise ValueError(f'"{event}" is a reserved event name')
         check_event_name(event, self.server.max_event_name_length)
@@ -268,6 +270,8 @@ class Socket:
             return DONE  # never raises for a closed socket
         packet = Packet(PacketType.EVENT, self.nsp.name, [event, *args], None)
         if callback is not None:
+            if not isinstance(callback, PendingAck):
+                callback = PendingAck.for_user(callback, timed=flags.timeout is not None)
             packet.id = self.nsp._next_ack_id()
             self._register_ack(packet.id, callback, flags.timeout)
         if flags.volatile and not self.client.conn.writable:
@@ -292,58 +296,43 @@ class Socket:
                 fut.set_exception(err)
 
         def settle(*ack_args: Any) -> None:
-            if fut.done():
-                return
-            if flags.timeout is not None:
-                err, ack_args = ack_args[0], ack_args[1:]
-                if err is not None:
-                    fut.set_exception(err)
-                    return
-            fut.set_result(_ack_value(ack_args))
+            if not fut.done():
+                fut.set_result(_ack_value(ack_args))
 
-        settle.fail = fail  # type: ignore[attr-defined]  # used if the socket disconnects first
-        self._emit(event, args, flags, settle)
+        # a timeout or a disconnection fails the future
+        pending = PendingAck(Callback(settle, "emit_with_ack"), Callback(fail, "emit_with_ack"))
+        self._emit(event, args, flags, pending)
         return fut
 
-    def _register_ack(self, ack_id: int, callback: Callable[..., Any], timeout: float | None) -> None:
+    def _register_ack(self, ack_id: int, pending: PendingAck, timeout: float | None) -> None:
+        self.acks[ack_id] = pending
         if timeout is None:
-            self.acks[ack_id] = callback
             return
-        loop = asyncio.get_running_loop()
 
         def expire() -> None:
-            if self.acks.pop(ack_id, None) is not None:
-                callback(AckTimeoutError())
+            if self.acks.pop(ack_id, None) is pending:
+                pending.fail(self.server._tasks, AckTimeoutError())
 
-        timer = loop.call_later(timeout, expire)
-
-        def answered(*args: Any) -> None:
-            timer.cancel()
-            callback(None, *args)
-
-        answered.timer = timer  # type: ignore[attr-defined]  # cancelled if the socket goes away
-        answered.fail = getattr(callback, "fail", callback)  # type: ignore[attr-defined]
-        self.acks[ack_id] = answered
+        pending.timer = asyncio.get_running_loop().call_later(timeout, expire)
 
     def _notify_outgoing(self, data: list[Any]) -> None:
-        for fn in list(self._any_outgoing):
-            call(self.server._tasks, fn, data, what="on_any_outgoing listener")
+        tasks = self.server._tasks
+        for callback in list(self._any_outgoing):
+            callback.fire(tasks, data)
 
     def timeout(self, seconds: float) -> "FlaggedSocket":
-        return FlaggedSocket(self, BroadcastFlags(timeout=seconds))
+        return FlaggedSocket(self, NO_FLAGS)._with(timeout=seconds)
 
     @property
     def volatile(self) -> "FlaggedSocket":
-        return FlaggedSocket(self, BroadcastFlags(volatile=True))
+        return FlaggedSocket(self, NO_FLAGS)._with(volatile=True)
 
     def compress(self, compress: bool) -> "FlaggedSocket":
         """compress(False): with per_message_deflate on, send uncompressed (see BroadcastOperator)."""
-        return FlaggedSocket(self, BroadcastFlags(compress=compress))
+        return FlaggedSocket(self, NO_FLAGS)._with(compress=compress)
 
     # broadcasting from this socket (everyone but itself) --------------------------------------
-    def _operator(self, flags: BroadcastFlags = _NO_FLAGS) -> "BroadcastOperator":
-        from siopg.server.broadcast import BroadcastOperator
-
+    def _operator(self, flags: BroadcastFlags = NO_FLAGS) -> "BroadcastOperator":
         return BroadcastOperator(self.nsp, frozenset(), frozenset((self.id,)), flags)
 
     @property
@@ -386,13 +375,9 @@ class Socket:
         if ptype == PacketType.EVENT or ptype == PacketType.BINARY_EVENT:
             self._on_event(packet)
         elif ptype == PacketType.ACK or ptype == PacketType.BINARY_ACK:
-            fn = self.acks.pop(packet.id, None) if packet.id is not None else None
-            if fn is not None:
-                data = packet.data if isinstance(packet.data, list) else []
-                try:
-                    fn(*data)
-                except Exception:
-                    logger.exception("error in ack callback")
+            pending = self.acks.pop(packet.id, None) if packet.id is not None else None
+            if pending is not None:
+                pending.answer(self.server._tasks, packet.data if isinstance(packet.data, list) else ())
         elif ptype == PacketType.DISCONNECT:
             self._on_close("client namespace disconnect")
 
@@ -409,17 +394,15 @@ class Socket:
         self.server.metrics.packets_in += 1
         ack = self._make_ack(packet.id) if packet.id is not None else None
         if self._any:
-            event, args = data[0], data[1:]
-            for fn in list(self._any):
-                call(self.server._tasks, fn, [event, *args], ack, what="on_any listener")
+            tasks = self.server._tasks
+            for callback in list(self._any):
+                callback.fire(tasks, data, ack)
         if self._fns:
             self.server._tasks.spawn(self._run_then_dispatch(data, ack), "socket middleware")
         else:
             self._dispatch(data, ack)
 
     async def _run_then_dispatch(self, data: list[Any], ack: Callable[..., None] | None) -> None:
-        from siopg.server.middleware import run_middlewares
-
         err = await run_middlewares(self._fns, data)
         if err is not None:
             self._emit_reserved("error", err)
@@ -433,8 +416,9 @@ class Socket:
         if not handlers:
             return
         args = data[1:]
-        for fn in list(handlers):
-            call(self.server._tasks, fn, args, ack, what=f"{clip(event, 60)} handler")
+        tasks = self.server._tasks
+        for callback in list(handlers):
+            callback.fire(tasks, args, ack)
 
     def _make_ack(self, ack_id: int) -> Callable[..., None]:
         sent = False
@@ -532,16 +516,9 @@ class Socket:
 
     def _fail_pending_acks(self) -> None:
         acks, self.acks = self.acks, {}
-        for fn in acks.values():
-            timer = getattr(fn, "timer", None)
-            if timer is not None:
-                timer.cancel()
-            fail = getattr(fn, "fail", None)  # emit_with_ack futures and timed callbacks
-            if fail is not None:
-                try:
-                    fail(AckTimeoutError("socket has been disconnected"))
-                except Exception:
-                    logger.exception("error in ack callback")
+        tasks = self.server._tasks
+        for pending in acks.values():  # emit_with_ack futures and timed callbacks get an error
+            pending.fail(tasks, AckTimeoutError("socket has been disconnected"))
 
     def disconnect(self, close: bool = False) -> Done:
         """Leave the namespace ("server namespace disconnect"); `close` also closes the connection."""
@@ -565,10 +542,7 @@ class FlaggedSocket:
         self._flags = flags
 
     def _with(self, **changes: Any) -> "FlaggedSocket":
-        f = self._flags
-        values = {"volatile": f.volatile, "compress": f.compress, "local": f.local, "timeout": f.timeout}
-        values.update(changes)
-        return FlaggedSocket(self._socket, BroadcastFlags(**values))
+        return FlaggedSocket(self._socket, with_flags(self._flags, **changes))
 
     def timeout(self, seconds: float) -> "FlaggedSocket":
         return self._with(timeout=seconds)

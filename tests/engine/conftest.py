@@ -13,6 +13,8 @@ import pytest
 from aiohttp import web
 
 from siopg.engine import EngineOptions, EngineServer, EngineSocket, OutgoingMessage
+from siopg.engine.aiohttp_binding import aiohttp_handler
+from siopg.engine.asgi import EngineASGIApp
 
 
 @dataclass
@@ -94,7 +96,7 @@ async def asgi_engine() -> AsyncIterator[Factory]:
         recorder = recorder or Recorder()
         options.setdefault("path", "/engine.io/")
         engine = EngineServer(recorder.on_connection, EngineOptions(**options))
-        app = engine.asgi_app() if wrap is None else wrap(engine)
+        app = EngineASGIApp(engine) if wrap is None else wrap(engine)
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on")
         server = uvicorn.Server(config)
         task = asyncio.ensure_future(server.serve())
@@ -126,7 +128,7 @@ async def aiohttp_engine() -> AsyncIterator[Factory]:
         options.setdefault("path", "/engine.io/")
         engine = EngineServer(recorder.on_connection, EngineOptions(**options))
         app = web.Application()
-        app.router.add_route("*", engine.options.path, engine.handle_aiohttp)
+        app.router.add_route("*", engine.options.path, aiohttp_handler(engine))
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

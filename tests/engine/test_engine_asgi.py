@@ -10,6 +10,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from siopg.engine import EngineServer
+from siopg.engine.asgi import EngineASGIApp
 
 from .conftest import Factory
 
@@ -32,7 +33,7 @@ async def test_other_app_gets_other_paths_and_lifespan(asgi_engine: Factory) -> 
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"other"})
 
-    srv = await asgi_engine(wrap=lambda engine: engine.asgi_app(other))
+    srv = await asgi_engine(wrap=lambda engine: EngineASGIApp(engine, other))
     base = srv.url.rsplit("/engine.io/", 1)[0]
     async with srv.http.get(base + "/elsewhere") as resp:
         assert await resp.text() == "other"
@@ -49,7 +50,7 @@ async def test_without_other_app_unknown_paths_are_404(asgi_engine: Factory) -> 
 
 async def test_mounted_in_starlette(asgi_engine: Factory) -> None:
     def wrap(engine: EngineServer) -> Starlette:
-        return Starlette(routes=[Route("/", _hello), Mount("/engine.io", app=engine.asgi_app())])
+        return Starlette(routes=[Route("/", _hello), Mount("/engine.io", app=EngineASGIApp(engine))])
 
     srv = await asgi_engine(wrap=wrap)
     base = srv.url.rsplit("/engine.io/", 1)[0]

@@ -15,12 +15,12 @@ from siopg.engine.errors import EngineError
 from siopg.engine.message import EncodedPacket
 from siopg.engine.protocol import (
     SEPARATOR,
-    Packet,
+    EnginePacket,
     PacketDecodeError,
     decode_packet,
     decode_payload,
 )
-from siopg.engine.session import Session, SessionConfig, State
+from siopg.engine.session import EngineSession, SessionConfig, State
 
 from ._profile import FUZZ
 
@@ -34,7 +34,7 @@ RECORD = st.one_of(
 PAYLOAD = st.lists(RECORD, max_size=8).map(SEPARATOR.join)
 
 
-def valid_packet(packet: Packet) -> None:
+def valid_packet(packet: EnginePacket) -> None:
     assert 0 <= int(packet.type) <= 6
     assert packet.data is None or isinstance(packet.data, (str, bytes))
 
@@ -77,8 +77,6 @@ class NullDriver:
         return 0
 
     def ws_close(self) -> None: ...
-    def write_buffer_size(self) -> int:
-        return 0
 
     def deliver(self, data: str | bytes) -> None:
         self.delivered.append(data)
@@ -98,7 +96,7 @@ BODIES = st.one_of(
 @given(st.lists(st.tuples(BODIES, CONTENT_TYPES), min_size=1, max_size=4))
 def test_polling_session_survives_any_post(posts: list[tuple[bytes | None, str | None]]) -> None:
     driver = NullDriver()
-    session = Session("s", "polling", SessionConfig(max_http_buffer_size=100), driver, lambda: 0.0)
+    session = EngineSession("s", "polling", SessionConfig(max_http_buffer_size=100), driver, lambda: 0.0)
     session.open()
     for body, content_type in posts:
         if not session.is_open:
@@ -117,7 +115,7 @@ def test_polling_session_survives_any_post(posts: list[tuple[bytes | None, str |
 @given(st.lists(st.one_of(RECORD, st.binary(max_size=30)), min_size=1, max_size=8))
 def test_websocket_session_survives_any_frame(frames: list[str | bytes]) -> None:
     driver = NullDriver()
-    session = Session("s", "websocket", SessionConfig(), driver, lambda: 0.0)
+    session = EngineSession("s", "websocket", SessionConfig(), driver, lambda: 0.0)
     session.open()
     for frame in frames:
         session.on_ws_message(frame)  # never raises: bad input closes with "parse error"

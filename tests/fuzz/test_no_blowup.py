@@ -14,7 +14,7 @@ import pytest
 
 from siopg.engine.message import EncodedPacket
 from siopg.engine.protocol import decode_payload
-from siopg.engine.session import Session, SessionConfig
+from siopg.engine.session import EngineSession, SessionConfig
 from siopg.parser import ParseError, get_parser
 
 SMALL, LARGE = 100_000, 1_000_000
@@ -37,15 +37,13 @@ class _Driver:
         return 0
 
     def ws_close(self) -> None: ...
-    def write_buffer_size(self) -> int:
-        return 0
 
     def deliver(self, data: str | bytes) -> None: ...
     def session_closed(self, reason: str, description: str | None) -> None: ...
 
 
 def post(body: bytes) -> None:
-    session = Session("s", "polling", SessionConfig(max_http_buffer_size=2 * LARGE), _Driver(), lambda: 0.0)
+    session = EngineSession("s", "polling", SessionConfig(max_http_buffer_size=2 * LARGE), _Driver(), lambda: 0.0)
     session.open()
     session.begin_post()
     session.on_post(body, "text/plain")

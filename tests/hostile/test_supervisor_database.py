@@ -13,9 +13,9 @@ import os
 import re
 import signal
 import threading
-from urllib.parse import urlsplit, urlunsplit
 
 from pg.harness import SwitchProxy
+from pg.test_blips import _upstream, _via
 
 from hostile.supervisor_helpers import (  # noqa: F401
     DYNAMIC_APP,
@@ -29,7 +29,7 @@ from hostile.supervisor_helpers import (  # noqa: F401
 class FixedPortProxy:
     """SwitchProxy on a port chosen in advance, opened and closed (all connections cut) at will."""
 
-    def __init__(self, port: int, target: int) -> None:
+    def __init__(self, port: int, target: int | str) -> None:
         self.port = port
         self.proxy = SwitchProxy(target)
         self.loop = asyncio.new_event_loop()
@@ -66,9 +66,9 @@ def _readyz(port: int) -> bytes:
 
 
 def test_workers_wait_for_an_unreachable_database_without_crash_looping(supervisors, private_database, tmp_path):  # noqa: F811 - fixtures
-    real = urlsplit(private_database)
-    proxy = FixedPortProxy(free_port(), real.port or 5432)
-    dsn = urlunsplit(real._replace(netloc=f"{real.username}@127.0.0.1:{proxy.port}"))
+    # through a proxy to the test's Postgres: a TCP port, or the embedded pgserver's Unix socket
+    proxy = FixedPortProxy(free_port(), _upstream(private_database))
+    dsn = _via(private_database, proxy.port)
     app = tmp_path / "app.py"
     app.write_text(DYNAMIC_APP)  # a siopg.Server: the worker gives it the Postgres adapter
     try:

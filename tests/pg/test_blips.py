@@ -101,8 +101,7 @@ async def test_postgres_unreachable_then_back(pg_dsn: str, schema: str, js: Any)
         proxy.target = pg_port
         await cb.wait_for("seq", 41, timeout=15)
         assert payloads(cb, "A") == list(range(21)) and payloads(cb, "B") == list(range(1, 21))
-        # A's retried packets may come back in more than one batch, after B's: wait for all 41
-        await ca.wait_for("seq", 41, timeout=15)
+        await ca.wait_for("seq", 41, timeout=15)  # A's reader may lag B's commit-order view
         assert payloads(ca, "B") == list(range(1, 21))
         assert payloads(ca, "A") == list(range(21)), "A's own packets are not delivered twice"
         for c in (ca, cb):  # every packet with its offset, in order

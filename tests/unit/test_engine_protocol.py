@@ -1,4 +1,5 @@
-"""Engine.IO packet codec and the cached encodings of OutgoingMessage."""
+"""Engine.IO packet codec: the decoder, and EncodedPacket/OutgoingMessage (the one encoder
+production uses, with its cached encodings)."""
 
 from __future__ import annotations
 
@@ -14,45 +15,57 @@ from siopg.engine.errors import (
     UnknownTransport,
     UnsupportedProtocolVersion,
 )
-from siopg.engine.message import CLOSE, NOOP, PING, PONG_PROBE, OutgoingMessage, ws_frame
+from siopg.engine.message import (
+    CLOSE,
+    NOOP,
+    PING,
+    PONG_PROBE,
+    EncodedPacket,
+    OutgoingMessage,
+    ws_frame,
+)
 from siopg.engine.protocol import (
-    Packet,
+    SEPARATOR,
+    EnginePacket,
+    EnginePacketType,
     PacketDecodeError,
-    PacketType,
     decode_packet,
     decode_payload,
-    encode_packet,
-    encode_payload,
 )
 
 
 def test_text_packets_round_trip() -> None:
-    for ptype in PacketType:
-        packet = Packet(ptype, "data")
-        assert encode_packet(packet) == f"{int(ptype)}data"
-        assert decode_packet(encode_packet(packet)) == packet
+    for ptype in EnginePacketType:
+        encoded = EncodedPacket(ptype, "data")
+        assert encoded.ws_payload() == encoded.polling == f"{int(ptype)}data"
+        assert decode_packet(encoded.ws_payload()) == EnginePacket(ptype, "data")
+        assert decode_packet(encoded.polling) == EnginePacket(ptype, "data")
 
 
 def test_bare_packets_have_no_data() -> None:
-    assert decode_packet("2") == Packet(PacketType.PING, None)
-    assert decode_packet("2probe") == Packet(PacketType.PING, "probe")
-    assert decode_packet("4") == Packet(PacketType.MESSAGE, "")
-    assert encode_packet(Packet(PacketType.NOOP)) == "6"
+    assert decode_packet("2") == EnginePacket(EnginePacketType.PING, None)
+    assert decode_packet("2probe") == EnginePacket(EnginePacketType.PING, "probe")
+    assert decode_packet("4") == EnginePacket(EnginePacketType.MESSAGE, "")
+    assert EncodedPacket(EnginePacketType.NOOP).ws_payload() == "6"
 
 
 def test_binary_is_raw_over_websocket() -> None:
-    assert encode_packet(Packet(PacketType.MESSAGE, b"\x01\x02")) == b"\x01\x02"
-    assert decode_packet(b"\x01\x02") == Packet(PacketType.MESSAGE, b"\x01\x02")
-    assert decode_packet(bytearray(b"\x00")) == Packet(PacketType.MESSAGE, b"\x00")
+    assert OutgoingMessage(b"\x01\x02").ws_payload() == b"\x01\x02"
+    assert decode_packet(b"\x01\x02") == EnginePacket(EnginePacketType.MESSAGE, b"\x01\x02")
+    assert decode_packet(bytearray(b"\x00")) == EnginePacket(EnginePacketType.MESSAGE, b"\x00")
 
 
 def test_payload_matches_the_reference_examples() -> None:
-    packets = [Packet(PacketType.MESSAGE, "hello"), Packet(PacketType.MESSAGE, b"\x01\x02\x03\x04")]
-    body = encode_payload(packets)
+    # a polling payload is the packets' polling encodings joined by the record separator
+    # (as EngineSession answers a GET)
+    body = SEPARATOR.join(m.polling for m in (OutgoingMessage("hello"), OutgoingMessage(b"\x01\x02\x03\x04")))
     assert body == "4hello\x1ebAQIDBA=="
-    assert decode_payload(body) == packets
+    assert decode_payload(body) == [
+        EnginePacket(EnginePacketType.MESSAGE, "hello"),
+        EnginePacket(EnginePacketType.MESSAGE, b"\x01\x02\x03\x04"),
+    ]
     assert decode_payload("4test1\x1e4test2\x1e4test3") == [
-        Packet(PacketType.MESSAGE, f"test{i}") for i in (1, 2, 3)
+        EnginePacket(EnginePacketType.MESSAGE, f"test{i}") for i in (1, 2, 3)
     ]
 
 

@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from siopg.engine import EngineOptions, EngineServer, EngineSocket, OutgoingMessage, RequestInfo
+from siopg.engine import (
+    EngineOptions,
+    EngineServer,
+    EngineSocket,
+    OutgoingMessage,
+    RequestInfo,
+)
 from siopg.engine.errors import EngineError
 
 

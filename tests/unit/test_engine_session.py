@@ -9,7 +9,7 @@ import pytest
 
 from siopg.engine.errors import BadRequest, PayloadTooLarge
 from siopg.engine.message import EncodedPacket, OutgoingMessage
-from siopg.engine.session import Session, SessionConfig, State
+from siopg.engine.session import EngineSession, SessionConfig, State
 
 CFG = SessionConfig(ping_interval=25.0, ping_timeout=20.0, upgrade_timeout=10.0,
                     max_http_buffer_size=100, max_buffer_size=1000)
@@ -53,9 +53,6 @@ class FakeDriver:
     def ws_close(self) -> None:
         self.ws_closed += 1
 
-    def write_buffer_size(self) -> int:
-        return self.buffer
-
     def deliver(self, data: str | bytes) -> None:
         self.messages.append(data)
 
@@ -63,13 +60,13 @@ class FakeDriver:
         self.closes.append((reason, description))
 
 
-def make(transport: str = "polling", cfg: SessionConfig = CFG) -> tuple[Session, FakeDriver]:
+def make(transport: str = "polling", cfg: SessionConfig = CFG) -> tuple[EngineSession, FakeDriver]:
     driver = FakeDriver()
-    session = Session("sid1", transport, cfg, driver, lambda: driver.now)
+    session = EngineSession("sid1", transport, cfg, driver, lambda: driver.now)
     return session, driver
 
 
-def fire(session: Session, driver: FakeDriver, at: float) -> None:
+def fire(session: EngineSession, driver: FakeDriver, at: float) -> None:
     driver.now = at
     driver.deadline = None  # the timer is spent, as in the real driver
     session.on_deadline()
@@ -192,7 +189,7 @@ def test_oversized_post_is_413_and_closes() -> None:
         session.on_post(None)
     assert info.value.status == 413
     assert driver.closes == [("transport error", "payload too large")]
-    session2, driver2 = make()
+    session2, _ = make()
     session2.open()
     session2.begin_post()
     with pytest.raises(PayloadTooLarge):
@@ -345,7 +342,7 @@ def test_upgrade_refused_for_websocket_sessions_and_closed_ones() -> None:
     polling, _ = make(cfg=SessionConfig(upgrades=()))
     polling.open()
     assert not polling.start_upgrade()
-    closed, d = make()
+    closed, _ = make()
     closed.open()
     closed.close()
     closed.close()

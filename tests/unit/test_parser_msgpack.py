@@ -8,7 +8,7 @@ import base64
 import math
 import random
 import struct
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
@@ -100,7 +100,7 @@ def test_strings_with_surrogates_are_sent_as_utf8() -> None:
 
 
 def test_dates_round_trip_as_notepack_dates() -> None:
-    when = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
     raw = encode(Packet(E, "/", ["d", when]))
     assert b"\xd7\x00" + struct.pack(">q", 1714979289123) in raw
     assert decode(raw).data == ["d", when]
@@ -163,14 +163,14 @@ JS_ONLY_VALUES = [
             "/",
             [
                 "date",
-                datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=timezone.utc),
-                datetime(1969, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+                datetime(2024, 5, 6, 7, 8, 9, 123000, tzinfo=UTC),
+                datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC),
             ],
         ),
     ),
     (
         {"type": 2, "nsp": "/", "data": ["mixed", UNDEF, {"$u8": b64(b"\x00")}, {"$date": 0}]},
-        Packet(E, "/", ["mixed", None, b"\x00", datetime(1970, 1, 1, tzinfo=timezone.utc)]),
+        Packet(E, "/", ["mixed", None, b"\x00", datetime(1970, 1, 1, tzinfo=UTC)]),
     ),
     ({"type": 0, "nsp": "/", "data": UNDEF}, Packet(PacketType.CONNECT)),
     ({"type": 3, "nsp": "/", "data": [], "id": UNDEF}, Packet(A, "/", [])),

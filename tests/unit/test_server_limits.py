@@ -50,8 +50,25 @@ def test_check_name_accepts_up_to_the_limit() -> None:
 
 
 def test_one_public_reserved_events_list() -> None:
+    import importlib
+
+    import siopg.parser.packet
+
+    emitter = importlib.import_module(siopg.Emitter.__module__)  # the way that loads today
     assert SERVER_RESERVED is RESERVED_EVENTS
+    assert siopg.parser.packet.RESERVED_EVENTS is RESERVED_EVENTS
+    assert emitter.RESERVED_EVENTS is RESERVED_EVENTS
     assert {"connect", "disconnect", "disconnecting", "newListener"} <= RESERVED_EVENTS
+
+
+def test_sql_emit_refuses_the_same_reserved_events() -> None:
+    """The SQL emit function (migration 0002) spells the list out: it must match."""
+    from importlib import resources
+
+    sql = (resources.files("siopg.adapter.postgres") / "sql" / "0002_hostile_limits.sql").read_text()
+    listed = re.search(r"\(args ->> 0\) IN \(([^)]*)\)", sql)
+    assert listed is not None
+    assert set(re.findall(r"'([^']*)'", listed.group(1))) == RESERVED_EVENTS
 
 
 def test_clip() -> None:

@@ -95,7 +95,7 @@ class RoomIndex:
     `adapter.sids`; `joins` is None when connection state recovery is off.
     """
 
-    __slots__ = ("nsp", "rooms", "sids", "joins", "_listeners")
+    __slots__ = ("nsp", "rooms", "sids", "joins", "_listeners", "_tasks")
 
     def __init__(self, nsp: NamespaceLike, track_joins: bool) -> None:
         self.nsp = nsp
@@ -103,6 +103,7 @@ class RoomIndex:
         self.sids: dict[SocketId, set[Room]] = {}
         self.joins: JoinOffsets | None = JoinOffsets() if track_joins else None
         self._listeners: dict[str, list[RoomListener]] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()  # async room listeners still running
 
     # room events -------------------------------------------------------------------------
     def on(self, event: str, handler: RoomListener) -> RoomListener:
@@ -122,7 +123,9 @@ class RoomIndex:
             try:
                 result = handler(*args)
                 if hasattr(result, "__await__"):
-                    asyncio.ensure_future(result)
+                    task = asyncio.ensure_future(result)
+                    self._tasks.add(task)  # asyncio holds tasks weakly
+                    task.add_done_callback(self._tasks.discard)
             except Exception:  # a listener bug must not break room bookkeeping
                 logger.exception("error in %s listener", event)
 

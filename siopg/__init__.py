@@ -44,15 +44,15 @@ def _setup_dashboard(io: Server, app: Any) -> None:
 
 _EXTENSIONS.dashboard_setup = _setup_dashboard
 
-_LAZY = {"PostgresAdapter", "Emitter"}
-
 
 def __getattr__(name: str) -> Any:
     """PostgresAdapter and Emitter load on first use, so `import siopg` never needs asyncpg."""
-    if name in _LAZY:
-        from siopg.adapter import postgres
-
-        value = getattr(postgres, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'siopg' has no attribute {name!r}")
+    value: Any
+    if name == "PostgresAdapter":
+        from siopg.adapter.postgres import PostgresAdapter as value
+    elif name == "Emitter":
+        from siopg.emitter import Emitter as value
+    else:
+        raise AttributeError(f"module 'siopg' has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -27,20 +27,12 @@ from typing import Any, Awaitable, Iterable
 
 import asyncpg
 
-from siopg.adapter.cluster import EMITTER_UID, ClusterMessage, MessageType, encode_opts
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions
+from siopg.adapter.cluster import EMITTER_UID, ClusterMessage, MessageType, encode_opts
+from siopg.adapter.errors import EmitNotConfirmed
 from siopg.adapter.postgres import codec
 from siopg.adapter.postgres.migrations import DEFAULT_SCHEMA, quote_ident, validate_schema
 from siopg.names import RESERVED_EVENTS  # the one list (re-exported: siopg.emitter.RESERVED_EVENTS)
-
-
-class EmitNotConfirmed(ConnectionError):
-    """An emit could not be confirmed after its retries: its packet is in the log once, or not
-    at all (never twice). `key` is the packet's batch key (`<schema>.packets.batch_key`)."""
-
-    def __init__(self, message: str, key: uuid.UUID) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 def _unknown_outcome(exc: BaseException) -> bool:

@@ -12,6 +12,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from siopg.adapter.errors import RecoveryUnavailable as RecoveryUnavailable  # re-exported (its old home)
+
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.parser.packet import Packet
 
@@ -36,6 +38,29 @@ class BroadcastOptions:
     rooms: frozenset[Room] = frozenset()
     except_: frozenset[Room] = frozenset()
     flags: BroadcastFlags = field(default_factory=BroadcastFlags)
+
+
+@dataclass(slots=True)
+class SocketDetails:
+    """A socket of another server, as `fetch_sockets` reports it (socket.io's SocketDetails).
+
+    Plain data: the server layer wraps it in a `RemoteSocket` (as socket.io's
+    broadcast-operator does), so no adapter needs to know the server's classes.
+    """
+
+    id: SocketId
+    handshake: dict[str, Any]
+    rooms: set[Room]
+    data: Any
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> "SocketDetails":
+        """Build from what another server sent (`Socket.describe()`); raises on a bad shape."""
+        sid = raw["id"]
+        if not isinstance(sid, str):
+            raise ValueError("a socket id must be a string")
+        handshake = raw.get("handshake")
+        return cls(sid, handshake if isinstance(handshake, dict) else {}, set(raw.get("rooms") or ()), raw.get("data"))
 
 
 @dataclass(slots=True)
@@ -72,14 +97,6 @@ class RestoredSession:
     data: Any
     missed_packets: list["Packet"]
     join_offsets: dict[Room, str] | None = None  # kept by the restored socket (see Session)
-
-
-class RecoveryUnavailable(Exception):
-    """`restore_session` could not reach its session store in time (e.g. PostgreSQL down).
-
-    The session may exist, so the server must not hand out a fresh one: it closes the client's
-    Engine.IO connection instead, and the client reconnects later with the same pid/offset.
-    """
 
 
 class NamespaceLike(Protocol):
@@ -179,7 +196,8 @@ class Adapter(abc.ABC):
 
     @abc.abstractmethod
     async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
-        """Local `Socket`s plus `RemoteSocket` descriptions from other servers."""
+        """Local `Socket`s plus a `SocketDetails` for each matching socket of other servers
+        (the server wraps those in `RemoteSocket`)."""
 
     @abc.abstractmethod
     def add_sockets(self, opts: BroadcastOptions, rooms: list[Room]) -> None: ...

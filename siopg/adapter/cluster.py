@@ -12,9 +12,15 @@ operations into messages and answers the requests of other servers:
                            once, then BROADCAST_ACK per client answer; the local part is
                            delivered at once (no offset, never replayed, so never twice)
   sockets join/leave/...   SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS (applied locally at once)
-  fetch_sockets            FETCH_SOCKETS -> FETCH_SOCKETS_RESPONSE from every other server
+  fetch_sockets            FETCH_SOCKETS -> FETCH_SOCKETS_RESPONSE from every other server;
+                           their sockets come back as plain `SocketDetails`
   server_side_emit         SERVER_SIDE_EMIT (+ requestId) -> SERVER_SIDE_EMIT_RESPONSE
   close                    ADAPTER_CLOSE: other servers stop waiting for this one
+
+The sockets of this process are found through a `RoomIndex` (rooms.py, shared with
+`InMemoryAdapter` by composition): a cluster adapter keeps no in-memory recovery log; a
+transport that supports recovery (the Postgres adapter) implements it on its own log and
+supplies the log head that join offsets are taken from (`_log_head`).
 
 Liveness (heartbeats) is the transport's business: `other_server_ids()` answers it, and the
 transport calls `forget_server(uid)` when a server is gone, so pending requests finish early.
@@ -27,10 +33,12 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-from siopg.adapter.base import BroadcastFlags, BroadcastOptions, NamespaceLike, Room
-from siopg.adapter.memory import InMemoryAdapter
+from siopg._log import clip
+from siopg.adapter.base import Adapter, BroadcastFlags, BroadcastOptions, NamespaceLike, Room, SocketDetails, SocketId
+from siopg.adapter.errors import AckTimeoutError
+from siopg.adapter.rooms import RoomIndex, RoomListener
 from siopg.parser import Packet, PacketType
 
 log = logging.getLogger("siopg.adapter.cluster")
@@ -156,7 +164,7 @@ class _Request:
     timer: asyncio.TimerHandle | None = None
 
 
-class ClusterAdapter(InMemoryAdapter):
+class ClusterAdapter(Adapter):
     """Cluster operations as messages; subclass for a transport (see the module docstring)."""
 
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
@@ -164,6 +172,9 @@ class ClusterAdapter(InMemoryAdapter):
     def __init__(self, nsp: NamespaceLike, uid: str) -> None:
         super().__init__(nsp)
         self.uid = uid
+        # join offsets are kept when the namespace has recovery on (the transport's log)
+        self.index = RoomIndex(nsp, track_joins=getattr(nsp, "recovery", None) is not None)
+        self.rooms, self.sids = self.index.rooms, self.index.sids
         self._requests: dict[str, _Request] = {}
         self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
         self._closed = False
@@ -180,6 +191,62 @@ class ClusterAdapter(InMemoryAdapter):
 
         handle = asyncio.get_running_loop().call_later(delay, run)
         handles.add(handle)
+
+    # rooms (this process's sockets) -------------------------------------------------------
+    def on(self, event: str, handler: RoomListener) -> RoomListener:
+        """Room events of this process's sockets (see `InMemoryAdapter.on`)."""
+        return self.index.on(event, handler)
+
+    def off(self, event: str, handler: RoomListener | None = None) -> None:
+        self.index.off(event, handler)
+
+    def _log_head(self) -> int:
+        """The newest log offset this process has read: what a socket joining a room now is
+        past. A transport with a log overrides it (only asked when join offsets are kept)."""
+        return 0
+
+    def add_all(self, sid: SocketId, rooms: Iterable[Room]) -> None:
+        self.index.add_all(sid, rooms, self._log_head() if self.index.joins is not None else 0)
+
+    def delete(self, sid: SocketId, room: Room) -> None:
+        self.index.delete(sid, room)
+
+    def delete_all(self, sid: SocketId) -> None:
+        self.index.delete_all(sid)
+
+    def join_offsets(self, sid: SocketId) -> dict[Room, str] | None:
+        joins = self.index.joins
+        return joins.as_strings(sid) if joins is not None else None
+
+    def restore_join_offsets(self, sid: SocketId, offsets: dict[Room, str]) -> None:
+        if self.index.joins is not None:
+            self.index.joins.restore(sid, offsets)
+
+    def local_recipients(self, opts: BroadcastOptions) -> Iterable[SocketId]:
+        return self.index.recipients(opts)
+
+    def local_sockets(self, opts: BroadcastOptions) -> list[Any]:
+        return self.index.local_sockets(opts)
+
+    async def sockets(self, rooms: frozenset[Room]) -> set[SocketId]:
+        return set(self.index.recipients(BroadcastOptions(rooms=rooms)))
+
+    def broadcast_local(self, packet: Packet, opts: BroadcastOptions) -> None:
+        self.nsp.deliver(packet, self.index.recipients(opts), opts.flags)
+
+    def _broadcast_with_ack_local(
+        self,
+        packet: Packet,
+        opts: BroadcastOptions,
+        client_count_callback: Callable[[int], None],
+        ack: Callable[[Any], None],
+    ) -> None:
+        count = self.nsp.deliver_with_ack(packet, self.index.recipients(opts), opts.flags, ack)
+        client_count_callback(count)
+
+    async def server_count(self) -> int:
+        """This server plus the other live ones (transports may count more cheaply)."""
+        return len(await self.other_server_ids()) + 1
 
     # transport hooks ---------------------------------------------------------------------
     def do_publish(self, message: ClusterMessage) -> bool | None:
@@ -245,28 +312,28 @@ class ClusterAdapter(InMemoryAdapter):
             # the caller times out on its own; forget the request a little after that
             ttl = (opts.flags.timeout or self.request_timeout) + 1.0
             self._later(ttl, self._ack_requests.pop, request_id, None)
-        super().broadcast_with_ack(packet, opts, client_count_callback, ack)
+        self._broadcast_with_ack_local(packet, opts, client_count_callback, ack)
 
     # socket operations -------------------------------------------------------------------
     def add_sockets(self, opts: BroadcastOptions, rooms: list[Room]) -> None:
         if not opts.flags.local:
             self.do_publish(self._message(MessageType.SOCKETS_JOIN, {"opts": encode_opts(opts), "rooms": list(rooms)}))
-        super().add_sockets(opts, rooms)
+        self.index.join_sockets(opts, rooms)
 
     def del_sockets(self, opts: BroadcastOptions, rooms: list[Room]) -> None:
         if not opts.flags.local:
             self.do_publish(self._message(MessageType.SOCKETS_LEAVE, {"opts": encode_opts(opts), "rooms": list(rooms)}))
-        super().del_sockets(opts, rooms)
+        self.index.leave_sockets(opts, rooms)
 
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
         if not opts.flags.local:
             self.do_publish(
                 self._message(MessageType.DISCONNECT_SOCKETS, {"opts": encode_opts(opts), "close": bool(close)})
             )
-        super().disconnect_sockets(opts, close)
+        self.index.disconnect_sockets(opts, close)
 
     async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
-        local = self.local_sockets(opts)
+        local = self.index.local_sockets(opts)
         if opts.flags.local:
             return local
         others = await self.other_server_ids()
@@ -280,30 +347,13 @@ class ClusterAdapter(InMemoryAdapter):
                 future.set_result((responses, complete))
 
         request_id = self._start_request(MessageType.FETCH_SOCKETS, others, done, opts.flags.timeout)
+        request = self._requests[request_id]
         self.do_publish(self._message(MessageType.FETCH_SOCKETS, {"opts": encode_opts(opts), "requestId": request_id}))
         responses, complete = await future
         if not complete:
-            missing = len(others) - self._answered(others, responses)
-            raise _timeout_error(f"fetch_sockets: {missing} of {len(others)} servers did not answer", [])
-        remote = [self.make_remote_socket(details) for details in responses]
-        return local + [r for r in remote if r is not None]
-
-    @staticmethod
-    def _answered(others: set[str], responses: list[Any]) -> int:
-        return len({r.get("_uid") for r in responses if isinstance(r, dict)})
-
-    def make_remote_socket(self, details: dict[str, Any]) -> Any:
-        """A `RemoteSocket` for a socket described by another server."""
-        try:
-            from siopg.server.remote_socket import RemoteSocket
-        except ImportError:  # pragma: no cover - server layer without RemoteSocket
-            return details
-        try:
-            details = {k: v for k, v in details.items() if k != "_uid"}
-            return RemoteSocket(self.nsp, details)
-        except Exception:
-            log.exception("bad socket description from another server: %r", details)
-            return None
+            missing = len(request.missing)
+            raise AckTimeoutError(f"fetch_sockets: {missing} of {len(others)} servers did not answer", [])
+        return local + responses  # SocketDetails: the server wraps them in RemoteSocket
 
     def server_side_emit(self, args: list[Any], ack: Callable[[Any], None] | None = None) -> None:
         if ack is None:
@@ -328,7 +378,7 @@ class ClusterAdapter(InMemoryAdapter):
             if complete:
                 ack(values)
             else:
-                ack(_timeout_error(f"server_side_emit: {len(values)} of {len(others)} servers answered", values))
+                ack(AckTimeoutError(f"server_side_emit: {len(values)} of {len(others)} servers answered", values))
 
         request_id = self._start_request(MessageType.SERVER_SIDE_EMIT, others, done, None)
         self.do_publish(self._message(MessageType.SERVER_SIDE_EMIT, {"packet": args, "requestId": request_id}))
@@ -413,12 +463,12 @@ class ClusterAdapter(InMemoryAdapter):
             def on_ack(response: Any) -> None:
                 self.publish_response(requester, MessageType.BROADCAST_ACK, {"requestId": rid, "packet": response})
 
-            InMemoryAdapter.broadcast_with_ack(self, Packet(PacketType.EVENT, self.nsp.name, list(args)), opts, on_count, on_ack)
+            self._broadcast_with_ack_local(Packet(PacketType.EVENT, self.nsp.name, list(args)), opts, on_count, on_ack)
             # the requester times out on its own: drop our ack slots then
             ttl = (flags.timeout or self.request_timeout) + 1.0
             self._later(ttl, self.nsp.forget_broadcast_acks, on_ack)
             return
-        recipients = self.local_recipients(opts)
+        recipients = self.index.recipients(opts)
         if not recipients:
             return  # nobody here: skip encoding
         packet_data = list(args)
@@ -430,14 +480,14 @@ class ClusterAdapter(InMemoryAdapter):
         data = message.data
         t = message.type
         if t == MessageType.SOCKETS_JOIN:
-            InMemoryAdapter.add_sockets(self, decode_opts(data.get("opts")), _room_list(data.get("rooms")))
+            self.index.join_sockets(decode_opts(data.get("opts")), _room_list(data.get("rooms")))
         elif t == MessageType.SOCKETS_LEAVE:
-            InMemoryAdapter.del_sockets(self, decode_opts(data.get("opts")), _room_list(data.get("rooms")))
+            self.index.leave_sockets(decode_opts(data.get("opts")), _room_list(data.get("rooms")))
         elif t == MessageType.DISCONNECT_SOCKETS:
-            InMemoryAdapter.disconnect_sockets(self, decode_opts(data.get("opts")), data.get("close") is True)
+            self.index.disconnect_sockets(decode_opts(data.get("opts")), data.get("close") is True)
         elif t == MessageType.FETCH_SOCKETS:
             opts = decode_opts(data.get("opts"))
-            sockets = [describe_socket(s) for s in self.local_sockets(opts)]
+            sockets = [describe_socket(s) for s in self.index.local_sockets(opts)]
             self.publish_response(
                 message.uid, MessageType.FETCH_SOCKETS_RESPONSE, {"requestId": str(data["requestId"]), "sockets": sockets}
             )
@@ -499,10 +549,12 @@ class ClusterAdapter(InMemoryAdapter):
                 return  # unknown, finished, or a second answer from the same server
             request.missing.discard(message.uid)
             if t == MessageType.FETCH_SOCKETS_RESPONSE:
-                for details in data.get("sockets") or ():
-                    if isinstance(details, dict) and isinstance(details.get("id"), str):
-                        details["_uid"] = message.uid
-                        request.responses.append(details)
+                for raw in data.get("sockets") or ():
+                    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                        try:
+                            request.responses.append(SocketDetails.from_wire(raw))
+                        except Exception:  # noqa: BLE001 - one bad description, not the answer
+                            log.warning("bad socket description from %s: %s", message.uid, clip(raw))
             else:
                 request.responses.append({"value": data.get("value"), "_uid": message.uid})
             if not request.missing:
@@ -522,15 +574,7 @@ class ClusterAdapter(InMemoryAdapter):
         self._timers.clear()
         for task in list(self._tasks):
             task.cancel()
-        await super().close()
-
-
-def _timeout_error(message: str, responses: list[Any]) -> BaseException:
-    try:
-        from siopg.server.errors import AckTimeoutError
-    except ImportError:  # pragma: no cover
-        return TimeoutError(message)
-    return AckTimeoutError(message, responses)
+        self.index.clear()
 
 
 def _room_list(raw: Any) -> list[Room]:

@@ -1,8 +1,7 @@
 """The in-memory adapter: rooms index, local delivery, and the connection state recovery log.
 
-One instance per namespace, one process. It is also the base class for cluster adapters:
-they reuse the rooms index (`add_all`/`delete`/`delete_all` with room events),
-`local_recipients()` and `broadcast_local()`, and override what crosses processes.
+One instance per namespace, one process. Its rooms index (rooms, room events, join offsets)
+is a `RoomIndex` (rooms.py), which cluster adapters use too, by composition.
 
 Recovery (when the namespace has `recovery` options): every eligible packet (EVENT, no ack id,
 not volatile) gets the next offset (a decimal string, monotonic) appended as its last data
@@ -25,7 +24,6 @@ SessionAwareAdapter:
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from typing import Any, Callable, Iterable, NamedTuple
@@ -39,11 +37,10 @@ from siopg.adapter.base import (
     Session,
     SocketId,
 )
+from siopg.adapter.rooms import ROOM_EVENTS, RoomIndex, RoomListener, parse_joins
 from siopg.parser import Packet, PacketType
 
-logger = logging.getLogger("siopg.adapter")
-RoomListener = Callable[..., Any]
-ROOM_EVENTS = ("create-room", "delete-room", "join-room", "leave-room")
+__all__ = ["ROOM_EVENTS", "InMemoryAdapter", "should_include"]
 
 
 class _LogEntry(NamedTuple):
@@ -74,135 +71,43 @@ def should_include(
     return included and not any(r in except_ for r in session_rooms)
 
 
-def _parse_joins(raw: dict[Room, str] | None) -> dict[Room, int] | None:
-    """Session.join_offsets (strings) as ints; None when absent or unreadable."""
-    if not raw:
-        return None
-    try:
-        return {room: int(value) for room, value in raw.items()}
-    except (TypeError, ValueError, AttributeError):
-        return None
-
-
 class InMemoryAdapter(Adapter):
     """Single-process adapter with room events and an in-memory recovery log."""
 
     def __init__(self, nsp: NamespaceLike) -> None:
         super().__init__(nsp)
-        self._listeners: dict[str, list[RoomListener]] = {}
         recovery = getattr(nsp, "recovery", None)
         self._window: float | None = recovery.max_disconnection_duration if recovery else None
+        # rooms, room events and (with recovery) join offsets: the index cluster adapters use too
+        self.index = RoomIndex(nsp, track_joins=self._window is not None)
+        self.rooms, self.sids = self.index.rooms, self.index.sids
         self._log: deque[_LogEntry] = deque()
         self._next_offset = 1  # offsets start at 1; "0" means "before anything"
         self._sessions: dict[str, tuple[Session, float]] = {}  # pid -> (session, persisted at); time order
-        # sid -> room -> log head when the socket joined the room (kept only with recovery)
-        self._joined: dict[SocketId, dict[Room, int]] = {}
 
     # room events -------------------------------------------------------------------------
     def on(self, event: str, handler: RoomListener) -> RoomListener:
         """Listen to "create-room"(room), "delete-room"(room), "join-room"(room, sid), "leave-room"(room, sid)."""
-        if event not in ROOM_EVENTS:
-            raise ValueError(f"unknown adapter event {event!r}; expected one of {ROOM_EVENTS}")
-        self._listeners.setdefault(event, []).append(handler)
-        return handler
+        return self.index.on(event, handler)
 
     def off(self, event: str, handler: RoomListener | None = None) -> None:
-        if handler is None:
-            self._listeners.pop(event, None)
-        elif handler in self._listeners.get(event, ()):
-            self._listeners[event].remove(handler)
-
-    def _emit(self, event: str, *args: Any) -> None:
-        for handler in list(self._listeners.get(event, ())):
-            try:
-                result = handler(*args)
-                if hasattr(result, "__await__"):
-                    asyncio.ensure_future(result)
-            except Exception:  # a listener bug must not break room bookkeeping
-                logger.exception("error in %s listener", event)
+        self.index.off(event, handler)
 
     # rooms -------------------------------------------------------------------------------
     def add_all(self, sid: SocketId, rooms: Iterable[Room]) -> None:
-        own = self.sids.get(sid)
-        if own is None:
-            own = self.sids[sid] = set()
-        listening = bool(self._listeners)
-        joined: dict[Room, int] | None = None
-        if self._window is not None:
-            joined = self._joined.get(sid)
-            if joined is None:
-                joined = self._joined[sid] = {}
-            head = self._log_head()
-        for room in rooms:
-            own.add(room)
-            if joined is not None and room not in joined:
-                joined[room] = head
-            members = self.rooms.get(room)
-            if members is None:
-                members = self.rooms[room] = set()
-                if listening:
-                    self._emit("create-room", room)
-            if sid not in members:
-                members.add(sid)
-                if listening:
-                    self._emit("join-room", room, sid)
+        # a room joined now is past every offset handed out so far
+        self.index.add_all(sid, rooms, self._next_offset - 1)
 
     def delete(self, sid: SocketId, room: Room) -> None:
-        own = self.sids.get(sid)
-        if own is not None:
-            own.discard(room)
-        joined = self._joined.get(sid)
-        if joined is not None:
-            joined.pop(room, None)
-        self._del(room, sid)
-
-    def _del(self, room: Room, sid: SocketId) -> None:
-        members = self.rooms.get(room)
-        if members is None:
-            return
-        if sid in members:
-            members.discard(sid)
-            if self._listeners:
-                self._emit("leave-room", room, sid)
-        if not members:
-            del self.rooms[room]
-            if self._listeners:
-                self._emit("delete-room", room)
+        self.index.delete(sid, room)
 
     def delete_all(self, sid: SocketId) -> None:
-        self._joined.pop(sid, None)
-        own = self.sids.pop(sid, None)
-        if own is None:
-            return
-        for room in own:
-            self._del(room, sid)
+        self.index.delete_all(sid)
 
     # delivery ----------------------------------------------------------------------------
     def local_recipients(self, opts: BroadcastOptions) -> Iterable[SocketId]:
         """Ids of local sockets matching `opts` (a snapshot, safe to iterate while delivering)."""
-        rooms = opts.rooms
-        if rooms:
-            if len(rooms) == 1:
-                (room,) = rooms
-                ids: Iterable[SocketId] = self.rooms.get(room, ())
-            else:
-                merged: set[SocketId] = set()
-                for room in rooms:
-                    members = self.rooms.get(room)
-                    if members:
-                        merged |= members
-                ids = merged
-        else:
-            ids = self.sids.keys()
-        if opts.except_:
-            excluded: set[SocketId] = set()
-            for room in opts.except_:
-                members = self.rooms.get(room)
-                if members:
-                    excluded |= members
-            if excluded:
-                return [sid for sid in ids if sid not in excluded]
-        return tuple(ids)
+        return self.index.recipients(opts)
 
     def record(self, packet: Packet, opts: BroadcastOptions) -> Packet:
         """Give an eligible packet its offset and keep it in the log (no-op when CSR is off).
@@ -226,7 +131,7 @@ class InMemoryAdapter(Adapter):
 
     def broadcast_local(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Deliver an already-recorded packet to the matching local sockets."""
-        self.nsp.deliver(packet, self.local_recipients(opts), opts.flags)
+        self.nsp.deliver(packet, self.index.recipients(opts), opts.flags)
 
     def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         self.broadcast_local(self.record(packet, opts), opts)
@@ -238,7 +143,7 @@ class InMemoryAdapter(Adapter):
         client_count_callback: Callable[[int], None],
         ack: Callable[[Any], None],
     ) -> None:
-        count = self.nsp.deliver_with_ack(packet, self.local_recipients(opts), opts.flags, ack)
+        count = self.nsp.deliver_with_ack(packet, self.index.recipients(opts), opts.flags, ack)
         client_count_callback(count)
 
     async def server_count(self) -> int:
@@ -246,31 +151,22 @@ class InMemoryAdapter(Adapter):
 
     # socket operations -------------------------------------------------------------------
     async def sockets(self, rooms: frozenset[Room]) -> set[SocketId]:
-        return set(self.local_recipients(BroadcastOptions(rooms=rooms)))
+        return set(self.index.recipients(BroadcastOptions(rooms=rooms)))
 
     def local_sockets(self, opts: BroadcastOptions) -> list[Any]:
-        found = []
-        for sid in self.local_recipients(opts):
-            socket = self.nsp.local_socket(sid)
-            if socket is not None:
-                found.append(socket)
-        return found
+        return self.index.local_sockets(opts)
 
     async def fetch_sockets(self, opts: BroadcastOptions) -> list[Any]:
-        return self.local_sockets(opts)
+        return self.index.local_sockets(opts)
 
     def add_sockets(self, opts: BroadcastOptions, rooms: list[Room]) -> None:
-        for socket in self.local_sockets(opts):
-            socket.join(rooms)
+        self.index.join_sockets(opts, rooms)
 
     def del_sockets(self, opts: BroadcastOptions, rooms: list[Room]) -> None:
-        for socket in self.local_sockets(opts):
-            for room in rooms:
-                socket.leave(room)
+        self.index.leave_sockets(opts, rooms)
 
     def disconnect_sockets(self, opts: BroadcastOptions, close: bool) -> None:
-        for socket in self.local_sockets(opts):
-            socket.disconnect(close)
+        self.index.disconnect_sockets(opts, close)
 
     def server_side_emit(self, args: list[Any], ack: Callable[[Any], None] | None = None) -> None:
         """No other server exists: listeners elsewhere get nothing; an ack gets [] at once."""
@@ -287,25 +183,13 @@ class InMemoryAdapter(Adapter):
             return None
         return str(self._next_offset - 1)
 
-    def _log_head(self) -> int:
-        """The newest log offset this adapter has delivered locally: what a socket joining a
-        room now is past (a cluster adapter with its own log overrides this)."""
-        return self._next_offset - 1
-
     def join_offsets(self, sid: SocketId) -> dict[Room, str] | None:
-        if self._window is None:
-            return None
-        joined = self._joined.get(sid)
-        return {room: str(offset) for room, offset in joined.items()} if joined else None
+        joins = self.index.joins
+        return joins.as_strings(sid) if joins is not None else None
 
     def restore_join_offsets(self, sid: SocketId, offsets: dict[Room, str]) -> None:
-        joined = self._joined.get(sid)
-        parsed = _parse_joins(offsets)
-        if joined is None or parsed is None:
-            return
-        for room, offset in parsed.items():
-            if room in joined:
-                joined[room] = offset
+        if self.index.joins is not None:
+            self.index.joins.restore(sid, offsets)
 
     async def persist_session(self, session: Session) -> None:
         if self._window is None:
@@ -334,7 +218,7 @@ class InMemoryAdapter(Adapter):
         first = self._log[0].offset if self._log else self._next_offset
         if base > head or base < 0:
             return None  # not an offset of this log (another process or a forged value)
-        joins = _parse_joins(session.join_offsets)
+        joins = parse_joins(session.join_offsets)
         start = joins.get(session.sid) if joins else None
         if start is not None and base < start:
             base = start  # nothing from before the session itself, whatever offset is named
@@ -378,4 +262,4 @@ class InMemoryAdapter(Adapter):
     async def close(self) -> None:
         self._log.clear()
         self._sessions.clear()
-        self._joined.clear()
+        self.index.clear()

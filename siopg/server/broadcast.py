@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from siopg.adapter.base import BroadcastFlags, BroadcastOptions
+from siopg.adapter.base import BroadcastFlags, BroadcastOptions, SocketDetails
 from siopg.names import RESERVED_EVENTS, check_event_name, check_name
 from siopg.parser import Packet, PacketType
 from siopg.server.callbacks import Callback
@@ -209,8 +209,10 @@ class BroadcastOperator:
 
     # cluster-wide socket operations ------------------------------------------------------
     async def fetch_sockets(self) -> list[Any]:
-        """Matching sockets: local `Socket`s and `RemoteSocket`s of other servers."""
-        return await self.adapter.fetch_sockets(self._opts)
+        """Matching sockets: local `Socket`s and `RemoteSocket`s of other servers (the adapter
+        reports those as plain `SocketDetails`; they are wrapped here, as socket.io does)."""
+        found = await self.adapter.fetch_sockets(self._opts)
+        return [RemoteSocket(self.nsp, s) if isinstance(s, SocketDetails) else s for s in found]
 
     def sockets_join(self, room: str | Iterable[str]) -> Done:
         self.adapter.add_sockets(self._opts, sorted(_rooms(room, self.nsp.server.max_room_length)))
@@ -222,4 +224,57 @@ class BroadcastOperator:
 
     def disconnect_sockets(self, close: bool = False) -> Done:
         self.adapter.disconnect_sockets(self._opts, close)
+        return DONE
+
+
+class RemoteSocket:
+    """A socket of another server (from fetch_sockets): id, handshake, rooms, data, and the
+    operations that reach it through the adapter.
+
+    Built by `BroadcastOperator.fetch_sockets` from the adapter's `SocketDetails` (a dict of the
+    same keys, the shape `Socket.describe()` gives, is accepted too).
+    """
+
+    __slots__ = ("nsp", "id", "handshake", "rooms", "data", "_flags")
+
+    def __init__(self, nsp: Any, details: SocketDetails | dict[str, Any], flags: BroadcastFlags | None = None) -> None:
+        if not isinstance(details, SocketDetails):
+            details = SocketDetails.from_wire(details)
+        self.nsp = nsp
+        self.id: str = details.id
+        self.handshake: dict[str, Any] = details.handshake
+        self.rooms: set[str] = set(details.rooms)
+        self.data: Any = details.data
+        self._flags = flags or BroadcastFlags()
+
+    def __repr__(self) -> str:
+        return f"<RemoteSocket {self.id} nsp={getattr(self.nsp, 'name', '?')!r}>"
+
+    def _operator(self) -> BroadcastOperator:
+        return BroadcastOperator(self.nsp, frozenset((self.id,)), frozenset(), self._flags, single=True)
+
+    def timeout(self, seconds: float) -> "RemoteSocket":
+        details = SocketDetails(self.id, self.handshake, self.rooms, self.data)
+        return RemoteSocket(self.nsp, details, BroadcastFlags(timeout=seconds))
+
+    def emit(self, event: str, *args: Any) -> Done:
+        return self._operator().emit(event, *args)
+
+    def emit_with_ack(self, event: str, *args: Any) -> Any:
+        """The remote client's first ack argument (raises AckTimeoutError after the timeout)."""
+        return self._operator().emit_with_ack(event, *args)
+
+    def _opts(self) -> BroadcastOptions:
+        return BroadcastOptions(rooms=frozenset((self.id,)))
+
+    def join(self, room: str | Iterable[str]) -> Done:
+        self.nsp.adapter.add_sockets(self._opts(), sorted(_rooms(room, self.nsp.server.max_room_length)))
+        return DONE
+
+    def leave(self, room: str | Iterable[str]) -> Done:
+        self.nsp.adapter.del_sockets(self._opts(), sorted(_rooms(room, self.nsp.server.max_room_length)))
+        return DONE
+
+    def disconnect(self, close: bool = False) -> Done:
+        self.nsp.adapter.disconnect_sockets(self._opts(), close)
         return DONE

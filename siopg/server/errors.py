@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from siopg.adapter.errors import AckTimeoutError
+
+__all__ = ["AckTimeoutError", "ConnectError", "TooManyNamespaces"]
+
 
 class ConnectError(Exception):
     """Refuse a namespace connection from a middleware.
@@ -16,18 +20,6 @@ class ConnectError(Exception):
         super().__init__(message)
         self.message = message
         self.data = data
-
-
-class AckTimeoutError(TimeoutError):
-    """An acknowledgement did not arrive in time.
-
-    `responses` holds the answers that did arrive (broadcast acks), so a caller can still use a
-    partial result.
-    """
-
-    def __init__(self, message: str = "operation has timed out", responses: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.responses: list[Any] = responses if responses is not None else []
 
 
 class TooManyNamespaces(Exception):

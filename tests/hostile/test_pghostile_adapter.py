@@ -67,7 +67,7 @@ async def test_prune_removes_a_large_backlog_in_one_pass(nodes: Any, conn: async
     await conn.execute(f"INSERT INTO {q}.packets (kind, uid, nsp, recoverable) VALUES (3, 'x', '/', true)")
     last_expired = await conn.fetchval(f"SELECT max(id) - 1 FROM {q}.packets")
     cluster = a.factory.cluster
-    await cluster._prune()  # one pass, as the pruner runs it every cleanup_interval
+    await cluster.pruner.prune()  # one pass, as the cluster runs it every cleanup_interval
     assert await conn.fetchval(f"SELECT count(*) FROM {q}.packets") == 1
     assert await conn.fetchval(f"SELECT pruned_through FROM {q}.log_state") == last_expired
     assert cluster.pruned_packets == n

@@ -1,0 +1,383 @@
+"""One namespace's view of the Postgres cluster: publishing through the shared publisher,
+membership answers, the live session snapshot of its sockets, persist, takeover and restore.
+
+Made by `PostgresAdapter(...)(nsp)`; everything it shares with the other namespaces of its
+process (pool, reader, publisher, session writer, heartbeats) is on its `PgCluster`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from siopg.adapter.base import NamespaceLike, RecoveryUnavailable, RestoredSession, Session
+from siopg.adapter.cluster import ClusterAdapter, ClusterMessage, MessageType
+from siopg.adapter.postgres import codec
+from siopg.adapter.postgres.listener import LogListener
+from siopg.adapter.postgres.sessions import Dirty, Forget, Persist, parse_offset
+from siopg.adapter.postgres.store import is_transient
+from siopg.adapter.rooms import parse_joins
+from siopg.parser import Packet, PacketType
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from siopg.adapter.postgres.adapter import PgCluster
+
+
+class PostgresNamespaceAdapter(ClusterAdapter):
+    """One namespace's view of the cluster (made by `PostgresAdapter(...)(nsp)`)."""
+
+    def __init__(self, nsp: NamespaceLike, cluster: PgCluster) -> None:
+        super().__init__(nsp, cluster.uid)
+        self.cluster = cluster
+        self.request_timeout = cluster.options.request_timeout
+        recovery = getattr(nsp, "recovery", None)
+        self.window: float | None = recovery.max_disconnection_duration if recovery else None
+        # join offsets (decision 2 of issue 7) are kept by the rooms index (ClusterAdapter),
+        # taken at the reader's head (_log_head)
+        self._restoring_pids: dict[str, str] = {}  # sid -> pid of a restored socket
+        self.handing_over: set[str] = set()  # pids being handed to another connection
+
+    async def init(self) -> None:
+        await self.cluster.register(self)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        await super().close()  # publishes ADAPTER_CLOSE
+        await self.cluster.unregister(self)
+
+    # transport ---------------------------------------------------------------------------
+    def do_publish(self, message: ClusterMessage) -> bool:
+        return self.cluster.publish(message)
+
+    def publish_stats(self) -> tuple[int, dict[str, int]] | None:
+        """The publish buffer of this adapter's cluster (shared by its namespaces, hence the
+        id to count it once): depth, bytes, refused and dropped messages, for /metrics."""
+        publisher = self.cluster.publisher
+        if publisher is None:
+            return None
+        return id(publisher), {
+            "messages": publisher.pending,
+            "bytes": publisher.pending_bytes,
+            "refused": publisher.refused,
+            "dropped": publisher.dropped,
+        }
+
+    async def other_server_ids(self) -> set[str]:
+        return await self.cluster.membership.others(self.nsp.name)
+
+    async def server_count(self) -> int:
+        return await self.cluster.membership.count(self.nsp.name)
+
+    # rooms: keep the live session snapshot current -------------------------------------
+    def _log_head(self) -> int:
+        listener = self.cluster.listener
+        return listener.last_id if listener is not None else 0
+
+    def add_all(self, sid: str, rooms: Any) -> None:
+        super().add_all(sid, rooms)
+        if self.window is not None:
+            self.cluster.sessions.queue(Dirty(self, sid))
+
+    def delete(self, sid: str, room: str) -> None:
+        super().delete(sid, room)
+        if self.window is not None:
+            self.cluster.sessions.queue(Dirty(self, sid))
+
+    def delete_all(self, sid: str) -> None:
+        if self.window is not None:
+            restoring = self._restoring_pids.pop(sid, None)  # restored, maybe never connected
+            pid = getattr(self.nsp.local_socket(sid), "pid", None) or restoring
+            if pid:
+                # the socket left: drop its live snapshot (a recoverable disconnect persists
+                # the session right after, through the same ordered queue)
+                self.cluster.sessions.queue(Forget(self, sid, pid, asyncio.get_running_loop().time()))
+        super().delete_all(sid)
+
+    def joins_json(self, sid: str, rooms: list[str]) -> str | None:
+        """The JSON {room: join offset} of a live socket's `rooms` (None: not tracked)."""
+        joins = self.index.joins.of(sid) if self.index.joins is not None else None
+        if joins is None:
+            return None
+        return json.dumps({room: joins[room] for room in rooms if room in joins})
+
+    # connection state recovery -----------------------------------------------------------
+    @property
+    def supports_recovery(self) -> bool:
+        return self.window is not None
+
+    def current_offset(self) -> str | None:
+        if self.window is None or self.cluster.listener is None:
+            return None
+        return str(self.cluster.listener.last_id)
+
+    async def persist_session(self, session: Session) -> None:
+        if self.window is None or self.cluster.store is None:
+            return
+        await self._persist(session)
+
+    async def _persist(self, session: Session) -> None:
+        """Queue `session` (its join offsets are those the server read from `join_offsets`
+        while the socket was still in its rooms) and wait until it was attempted."""
+        assert self.window is not None
+        joins = _session_joins(session.join_offsets)
+        try:
+            data = codec.pack(session.data)
+        except Exception as exc:  # noqa: BLE001 - the client will just get a fresh session
+            self.cluster.report(exc)
+            return
+        rooms = list(session.rooms)
+        joined = json.dumps({r: joins[r] for r in rooms if r in joins}) if joins is not None else None
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self.cluster.sessions.queue(Persist(
+            session.pid, session.sid, self.nsp.name, rooms, data, parse_offset(session.offset), joined,
+            self.window, loop.time(), done,
+        ))
+        await done
+
+    # takeover (decision 3 of issue 7) ----------------------------------------------------
+    def on_session_takeover(self, message: ClusterMessage) -> None:
+        data = message.data
+        sid, pid, request_id = data.get("sid"), data.get("pid"), str(data.get("requestId"))
+        if not isinstance(sid, str) or not isinstance(pid, str):
+            raise ValueError("a session takeover names a sid and a pid")
+        requester = message.uid
+
+        async def answer() -> None:
+            handed = False
+            try:
+                handed = await self.hand_over(sid, pid)
+            finally:
+                self.publish_response(
+                    requester, MessageType.SESSION_TAKEOVER_RESPONSE, {"requestId": request_id, "value": handed}
+                )
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._tasks.add(task)  # keep a reference until done (asyncio holds tasks weakly)
+        task.add_done_callback(self._tasks.discard)
+
+    async def hand_over(self, sid: str, pid: str) -> bool:
+        """Another connection presents `pid`: if this server holds that socket, write its final
+        state (rooms, data, join offsets) as a persisted session and close its Engine.IO
+        connection, so its client notices; True if it did. Either way, the session writes
+        queued before return first (a persist in flight lands before the answer)."""
+        socket = self.nsp.local_socket(sid)
+        if socket is None or getattr(socket, "pid", None) != pid or self.window is None:
+            await self.cluster.sessions.barrier()
+            return False
+        rooms = sorted(self.socket_rooms(sid) or ())
+        # read before the connection closes (closing the socket forgets its rooms and joins)
+        session = Session(
+            sid, pid, self.nsp.name, rooms, socket.data, socket.recovery_offset, self.join_offsets(sid) or {}
+        )
+        self.handing_over.add(pid)
+        try:
+            _close_connection(socket)
+            await self._persist(session)
+        finally:
+            self.handing_over.discard(pid)
+        return True
+
+    async def _ask_owner(self, owner: str, sid: str, pid: str) -> bool:
+        """Ask `owner` to hand the session over; False when it did not answer in time."""
+        if owner == self.uid:
+            await self.hand_over(sid, pid)
+            return True
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+
+        def done(responses: list[Any], complete: bool) -> None:
+            if not future.done():
+                future.set_result(complete)
+
+        request_id = self._start_request(MessageType.SESSION_TAKEOVER, {owner}, done, self.cluster.options.takeover_timeout)
+        self.do_publish(self._message(
+            MessageType.SESSION_TAKEOVER, {"requestId": request_id, "sid": sid, "pid": pid}, target=owner
+        ))
+        return await future
+
+    # restore -----------------------------------------------------------------------------
+    async def restore_session(self, pid: str, offset: str | None) -> RestoredSession | None:
+        c = self.cluster
+        if self.window is None or c.store is None or c.listener is None:
+            return None
+        if not isinstance(pid, str) or not 0 < len(pid) <= 128 or "\x00" in pid or not _encodable(pid):
+            return None
+        client_offset: int | None = None
+        if offset is not None:
+            client_offset = parse_offset(offset)
+            if client_offset is None:
+                return None  # not an offset we hand out: forged or garbled
+        # Postgres unreachable: wait for it up to restore_timeout, then tell the server to
+        # close the client's connection (it comes back later), never a fresh session instead
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + c.options.restore_timeout
+        delay = 0.05
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: no extra task, so the caller attaches the
+                # socket in the same loop step as the replay ends (no live row in between)
+                async with asyncio.timeout_at(deadline):
+                    return await self._restore(pid, client_offset)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                if not is_transient(exc):
+                    c.report(exc)  # a bug or a value Postgres refuses: a fresh session, not a crash
+                    return None
+                if loop.time() + delay >= deadline or c.store is None:
+                    c.report(exc)
+                    raise RecoveryUnavailable(f"session store unreachable: {type(exc).__name__}") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def _restore(self, pid: str, client_offset: int | None) -> RestoredSession | None:
+        c = self.cluster
+        store, listener = c.store, c.listener
+        if store is None or listener is None or c.pool is None:
+            raise ConnectionError("the Postgres adapter is restarting")
+        if client_offset is not None and client_offset > listener.last_id:
+            # this process has not read that far yet: wait, or the live stream would repeat
+            # rows the replay already holds (a forged offset is refused without waiting)
+            if not await store.offset_exists(c.pool, client_offset, self.nsp.name):
+                return None
+            if not await listener.wait_for(client_offset, 2.0):
+                _raise_if_reader_down(listener)
+                return None
+        waited = False
+        # owners asked to hand over: a row live again under ANOTHER owner (a concurrent
+        # restore on a third server claimed it meanwhile) is asked again, never cloned
+        asked: set[str] = set()
+        window = self.window or 0.0
+        for _attempt in range(6):
+            takeover: tuple[str, str] | None = None
+            async with c.pool.acquire() as conn:
+                # read the reader's position BEFORE the snapshot: every row up to it is then
+                # visible to the snapshot (rows the reader handled are committed)
+                upto = listener.last_id
+                # An explicit transaction, not `async with conn.transaction()`: the one snapshot
+                # must end (rolled back) BEFORE some paths go on, the wait for the log reader
+                # and the takeover request (neither may hold a pooled connection and an old
+                # snapshot open for seconds; the retry needs a fresh snapshot), and only the
+                # claim path commits.
+                tx = conn.transaction(isolation="repeatable_read")
+                await tx.start()
+                try:
+                    session = await store.read_session(conn, pid, self.nsp.name, c.options.heartbeat_timeout, window)
+                    if session is None or not session["valid"]:
+                        await tx.rollback()
+                        return None
+                    if session["live"] and session["owner"] not in asked and (
+                        session["owner"] == self.uid or session["owner_alive"]
+                    ):
+                        # its socket may be connected right now: a takeover, never a clone
+                        await tx.rollback()
+                        takeover = (session["owner"], session["sid"])
+                    else:
+                        joined = _load_joins(session["joined"])
+                        start = joined.get(session["sid"]) if joined is not None else None
+                        base = client_offset if client_offset is not None else session["offset"]
+                        if base is not None and start is not None and base < start:
+                            base = start  # nothing older than the session itself
+                        if base is None or base < await store.pruned_through(conn):
+                            await tx.rollback()
+                            return None  # packets after that offset may be gone: cannot recover exactly
+                        if client_offset is not None and client_offset == base and client_offset != session["offset"]:
+                            if not await store.offset_exists(conn, client_offset, self.nsp.name):
+                                await tx.rollback()  # refused without using up the session
+                                return None  # not a packet of this namespace
+                        if base > upto:
+                            await tx.rollback()  # keep the session; wait for the reader, then retry
+                            if not waited and await listener.wait_for(base, 2.0):
+                                waited = True
+                                continue
+                            _raise_if_reader_down(listener)
+                            return None
+                        rooms = list(session["rooms"])
+                        since = [joined.get(r, 0) if joined is not None else 0 for r in rooms]
+                        await store.claim(conn, pid, self.uid)  # ours now, live: one atomic step
+                        rows = list(await store.missed(conn, self.nsp.name, base, upto, rooms, since))
+                        await tx.commit()
+                except BaseException as exc:
+                    try:
+                        await tx.rollback()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    if isinstance(exc, asyncpg.SerializationError):
+                        continue  # the session row changed under us (its old server wrote it): retry
+                    raise
+            if takeover is not None:
+                await self._ask_owner(*takeover, pid)
+                asked.add(takeover[0])
+                continue
+            # rows the reader handled meanwhile went to no socket of this session: add them
+            while listener.last_id > upto:
+                newer = listener.last_id
+                rows.extend(await store.missed(c.pool, self.nsp.name, upto, newer, rooms, since))
+                upto = newer
+            missed = []
+            for row in rows:
+                try:
+                    args = codec.decode(row).data.get("packet")
+                except Exception:  # noqa: BLE001
+                    continue
+                if isinstance(args, list) and args:
+                    missed.append(Packet(PacketType.EVENT, self.nsp.name, [*args, str(row["id"])]))
+            data = codec.unpack(session["data"]) if session["data"] is not None else {}
+            sid = session["sid"]
+            # restored rooms keep their join offsets: the server gives them back to the socket
+            # (restore_join_offsets) and, if the client left meanwhile, persists them again
+            join_offsets = {r: str(joined.get(r, 0)) for r in rooms} if joined is not None else None
+            self._restoring_pids[sid] = pid
+            return RestoredSession(
+                sid=sid, pid=pid, rooms=rooms, data=data, missed_packets=missed, join_offsets=join_offsets
+            )
+        return None
+
+
+def _raise_if_reader_down(listener: LogListener) -> None:
+    """The log reader is behind: while it is disconnected that is transient (wait, retry);
+    otherwise the offset is not one this reader will reach soon."""
+    if not listener.connected.is_set():
+        raise ConnectionError("the log reader is reconnecting")
+
+
+def _load_joins(raw: Any) -> dict[str, int] | None:
+    if raw is None:
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(value, dict):
+        return None
+    return {str(k): int(v) for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _session_joins(raw: dict[str, str] | None) -> dict[str, int] | None:
+    """`Session.join_offsets` as ints for the sessions row; {} stays {} (nothing joined is not
+    "not tracked"), an unreadable map is "not tracked"."""
+    if raw is None:
+        return None
+    if not raw:
+        return {}
+    return parse_joins(raw)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _close_connection(socket: Any) -> None:
+    """Close the Engine.IO connection a socket rides on; its client notices and reconnects."""
+    client = getattr(socket, "client", None)
+    close = getattr(client, "_close", None)
+    if close is not None:
+        close("forced server close")
+    else:
+        socket.conn.close()

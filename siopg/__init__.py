@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from siopg.adapter.memory import InMemoryAdapter
+from siopg.errors import SiopgError
 from siopg.server import (
     AckTimeoutError,
     BroadcastOperator,
@@ -27,6 +28,7 @@ __all__ = [
     "Recovery",
     "RemoteSocket",
     "Server",
+    "SiopgError",
     "Socket",
 ]
 

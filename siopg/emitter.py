@@ -31,11 +31,12 @@ from siopg.adapter.cluster import EMITTER_UID, ClusterMessage, MessageType, enco
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions
 from siopg.adapter.postgres import codec
 from siopg.adapter.postgres.migrations import DEFAULT_SCHEMA, quote_ident, validate_schema
+from siopg.errors import SiopgError
 
 RESERVED_EVENTS = frozenset(("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"))
 
 
-class EmitNotConfirmed(ConnectionError):
+class EmitNotConfirmed(ConnectionError, SiopgError):
     """An emit could not be confirmed after its retries: its packet is in the log once, or not
     at all (never twice). `key` is the packet's batch key (`<schema>.packets.batch_key`)."""
 

@@ -12,6 +12,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from siopg.errors import SiopgError
+
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.parser.packet import Packet
 
@@ -74,7 +76,7 @@ class RestoredSession:
     join_offsets: dict[Room, str] | None = None  # kept by the restored socket (see Session)
 
 
-class RecoveryUnavailable(Exception):
+class RecoveryUnavailable(SiopgError):
     """`restore_session` could not reach its session store in time (e.g. PostgreSQL down).
 
     The session may exist, so the server must not hand out a fresh one: it closes the client's

@@ -14,6 +14,8 @@ import binascii
 from dataclasses import dataclass
 from enum import IntEnum
 
+from ..errors import SiopgError
+
 SEPARATOR = "\x1e"
 
 
@@ -30,7 +32,7 @@ class PacketType(IntEnum):
 _TYPES_BY_CHAR = {str(int(t)): t for t in PacketType}
 
 
-class PacketDecodeError(ValueError):
+class PacketDecodeError(ValueError, SiopgError):
     """Raised for any input that is not a valid Engine.IO packet or payload."""
 
 

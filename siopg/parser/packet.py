@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from siopg.errors import SiopgError
+
 
 class PacketType(IntEnum):
     """Packet types of the Socket.IO protocol (v5)."""
@@ -33,7 +35,7 @@ class Packet:
     id: int | None = None  # ack id
 
 
-class ParseError(ValueError):
+class ParseError(ValueError, SiopgError):
     """Malformed input from a peer: the only exception a decoder raises."""
 
 

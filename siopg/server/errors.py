@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from siopg.errors import AckTimeoutError, SiopgError
 
-class ConnectError(Exception):
+
+class ConnectError(SiopgError):
     """Refuse a namespace connection from a middleware.
 
     The client receives a CONNECT_ERROR packet `{"message": message, "data": data}` (its
@@ -18,17 +20,15 @@ class ConnectError(Exception):
         self.data = data
 
 
-class AckTimeoutError(TimeoutError):
-    """An acknowledgement did not arrive in time.
+class TooManyNamespaces(SiopgError):
+    """A client's CONNECT would create a dynamic namespace past `max_dynamic_namespaces`.
 
-    `responses` holds the answers that did arrive (broadcast acks), so a caller can still use a
-    partial result.
+    `name` is the namespace the client asked for (client input: clip it before logging).
     """
 
-    def __init__(self, message: str = "operation has timed out", responses: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.responses: list[Any] = responses if responses is not None else []
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
 
-class TooManyNamespaces(Exception):
-    """A client's CONNECT would create a dynamic namespace past `max_dynamic_namespaces`."""
+__all__ = ["AckTimeoutError", "ConnectError", "TooManyNamespaces"]

@@ -36,6 +36,7 @@ from siopg.adapter.postgres.migrations import (
 )
 from siopg.adapter.postgres.publisher import Publisher
 from siopg.adapter.postgres.store import LogStats, Store, is_transient
+from siopg.errors import SiopgError
 from siopg.parser import Packet, PacketType
 
 log = logging.getLogger("siopg.adapter.postgres")
@@ -44,7 +45,7 @@ ErrorHandler = Callable[[BaseException], Any]
 _MAX_OFFSET = 2**63 - 1
 
 
-class SessionWriteError(RuntimeError):
+class SessionWriteError(RuntimeError, SiopgError):
     """One socket's session could not be written (a value Postgres refuses); others were."""
 
 

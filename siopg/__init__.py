@@ -6,6 +6,7 @@ from typing import Any
 
 import siopg.metrics  # noqa: F401  (registers io.metrics_registry and /metrics: see server/extensions)
 from siopg.adapter.memory import InMemoryAdapter
+from siopg.errors import SiopgError
 from siopg.server import (
     AckTimeoutError,
     BroadcastOperator,
@@ -29,6 +30,7 @@ __all__ = [
     "Recovery",
     "RemoteSocket",
     "Server",
+    "SiopgError",
     "Socket",
 ]
 

@@ -4,84 +4,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import importlib
-import importlib.util
 import logging
 import os
 import signal
 import sys
 from typing import Any, Sequence
 
-GC_ENV = "SIOPG_GC_THRESHOLD"
-# Gen-0 threshold `siopg serve` sets by default. Python's 700 makes the cyclic GC run every few
-# connections during a ramp-up, rescanning young objects that are all alive (37-47 % of the
-# server's CPU in bench/connections.py); 100000 cuts CPU per connection by ~40 % at equal RSS.
-DEFAULT_GC_THRESHOLD = "100000"
-
-
-def parse_gc_setting(value: str | None) -> tuple[int, ...] | None:
-    """`--gc-threshold`: "off" (Python's defaults) -> None, "N" or "N,N1,N2" -> thresholds.
-
-    Raises ValueError on anything else. Only the generations given are changed.
-    """
-    text = (value if value is not None else DEFAULT_GC_THRESHOLD).strip().lower()
-    if text in ("off", "default", "none", ""):
-        return None
-    parts = text.split(",")
-    if len(parts) > 3:
-        raise ValueError("expected N or N,N1,N2")
-    try:
-        thresholds = tuple(int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f"expected 'off' or a positive integer, got {value!r}") from None
-    if any(t <= 0 for t in thresholds):
-        raise ValueError("thresholds must be positive")
-    return thresholds
-
-
-def apply_gc_setting(value: str | None) -> tuple[int, ...] | None:
-    """Tune the cyclic GC of a `siopg serve` process (never done by the library itself).
-
-    Call after importing the app: gc.freeze() moves everything alive then (modules, the app)
-    out of the collector's sight for good, and the higher gen-0 threshold makes collections
-    rare; cyclic garbage is still collected. Returns the thresholds set (None: untouched).
-    """
-    thresholds = parse_gc_setting(value)
-    if thresholds is None:
-        return None
-    gc.collect()
-    gc.freeze()
-    current = gc.get_threshold()
-    gc.set_threshold(*(thresholds + current[len(thresholds):]))
-    return gc.get_threshold()
+# GC names stay importable from here (tests and users import them from siopg.cli)
+from siopg.runtime import (
+    DEFAULT_GC_THRESHOLD,
+    GC_ENV,
+    AppLoadError,
+    apply_gc_setting,
+    load_app,
+    parse_gc_setting,
+    run,
+)
 
 
 def load_target(target: str) -> Any:
-    """Import `module:attr` or `path/to/file.py:attr` (attr defaults to `io`)."""
-    module_name, _, attr = target.partition(":")
-    attr = attr or "io"
-    if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
-        path = os.path.abspath(module_name)
-        if not os.path.exists(path):
-            raise SystemExit(f"siopg: no such file: {module_name}")
-        name = os.path.splitext(os.path.basename(path))[0]
-        sys.path.insert(0, os.path.dirname(path))
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise SystemExit(f"siopg: cannot import {module_name}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    else:
-        sys.path.insert(0, os.getcwd())
-        module = importlib.import_module(module_name)
+    """Import `module:attr` or `path/to/file.py:attr` (attr defaults to `io`): what to serve.
+
+    Resolved by siopg.runtime.load_app (the loader the supervisor's workers use too); a
+    callable that is neither a Server nor an aiohttp app is called as a factory.
+    """
     try:
-        obj = module
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise SystemExit(f"siopg: {module_name} has no attribute {attr!r}") from None
+        obj = load_app(target)
+    except AppLoadError as exc:
+        raise SystemExit(f"siopg: {exc}") from None
     from aiohttp import web
 
     if callable(obj) and not hasattr(obj, "aiohttp_app") and not isinstance(obj, web.Application):
@@ -140,19 +90,6 @@ async def serve(
         if io is not None:
             await io.close()
         await runner.cleanup()
-
-
-def _run(coro: Any) -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        asyncio.run(coro)
-        return
-    if sys.version_info >= (3, 12):
-        uvloop.run(coro)
-    else:  # pragma: no cover
-        uvloop.install()
-        asyncio.run(coro)
 
 
 def _supervisor() -> Any:
@@ -242,8 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(getattr(io, "metrics", None), "max_namespace_labels"):
         io.metrics.max_namespace_labels = args.metrics_max_namespaces
     apply_gc_setting(args.gc_threshold)
-    _run(serve(io, args.host, args.port, dashboard=args.dashboard, dashboard_auth=dashboard_auth,
-               metrics=args.metrics))
+    run(serve(io, args.host, args.port, dashboard=args.dashboard, dashboard_auth=dashboard_auth,
+              metrics=args.metrics))
     return 0
 
 

@@ -31,8 +31,14 @@ from siopg.adapter.base import BroadcastFlags, BroadcastOptions
 from siopg.adapter.cluster import EMITTER_UID, ClusterMessage, MessageType, encode_opts
 from siopg.adapter.errors import EmitNotConfirmed
 from siopg.adapter.postgres import codec
-from siopg.adapter.postgres.migrations import DEFAULT_SCHEMA, quote_ident, validate_schema
-from siopg.names import RESERVED_EVENTS  # the one list (re-exported: siopg.emitter.RESERVED_EVENTS)
+from siopg.adapter.postgres.migrations import (
+    DEFAULT_SCHEMA,
+    quote_ident,
+    validate_schema,
+)
+from siopg.names import (
+    RESERVED_EVENTS,  # the one list (re-exported: siopg.emitter.RESERVED_EVENTS)
+)
 
 
 def _unknown_outcome(exc: BaseException) -> bool:

@@ -12,7 +12,9 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
-from siopg.adapter.errors import RecoveryUnavailable as RecoveryUnavailable  # re-exported (its old home)
+from siopg.adapter.errors import (
+    RecoveryUnavailable as RecoveryUnavailable,  # re-exported (its old home)
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.parser.packet import Packet

@@ -6,22 +6,14 @@ know them: `siopg.AckTimeoutError` / `siopg.server.errors.AckTimeoutError`,
 from __future__ import annotations
 
 import uuid
-from typing import Any
+
+from siopg.errors import (
+    AckTimeoutError as AckTimeoutError,  # re-exported: its home is siopg.errors
+)
+from siopg.errors import SiopgError
 
 
-class AckTimeoutError(TimeoutError):
-    """An acknowledgement did not arrive in time.
-
-    `responses` holds the answers that did arrive (broadcast acks), so a caller can still use a
-    partial result.
-    """
-
-    def __init__(self, message: str = "operation has timed out", responses: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.responses: list[Any] = responses if responses is not None else []
-
-
-class RecoveryUnavailable(Exception):
+class RecoveryUnavailable(SiopgError):
     """`restore_session` could not reach its session store in time (e.g. PostgreSQL down).
 
     The session may exist, so the server must not hand out a fresh one: it closes the client's
@@ -29,7 +21,7 @@ class RecoveryUnavailable(Exception):
     """
 
 
-class EmitNotConfirmed(ConnectionError):
+class EmitNotConfirmed(ConnectionError, SiopgError):
     """An emit could not be confirmed after its retries: its packet is in the log once, or not
     at all (never twice). `key` is the packet's batch key (`<schema>.packets.batch_key`)."""
 

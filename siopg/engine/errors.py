@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from .._log import clip
+from ..errors import SiopgError
 
 
-class EngineError(Exception):
+class EngineError(SiopgError):
     """A refused HTTP request. `code` and `message` form engine.io's JSON error body."""
 
     code: int = 3

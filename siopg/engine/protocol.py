@@ -15,6 +15,8 @@ import binascii
 from dataclasses import dataclass
 from enum import IntEnum
 
+from ..errors import SiopgError
+
 SEPARATOR = "\x1e"
 
 
@@ -31,7 +33,7 @@ class EnginePacketType(IntEnum):
 _TYPES_BY_CHAR = {str(int(t)): t for t in EnginePacketType}
 
 
-class PacketDecodeError(ValueError):
+class PacketDecodeError(ValueError, SiopgError):
     """Raised for any input that is not a valid Engine.IO packet or payload."""
 
 

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from .._log import clip
+from ..errors import SiopgError
 from .errors import (
     BadHandshakeMethod,
     BadRequest,
@@ -57,7 +58,7 @@ class HttpReply:
     close: bool = False
 
 
-class WsClosed(Exception):
+class WsClosed(SiopgError):
     """Raised by a binding's receive() when its WebSocket is gone (error: why, if it failed)."""
 
     def __init__(self, error: str | None = None) -> None:

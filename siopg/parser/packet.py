@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from siopg.errors import SiopgError
 from siopg.names import RESERVED_EVENTS
 
 
@@ -35,7 +36,7 @@ class Packet:
     id: int | None = None  # ack id
 
 
-class ParseError(ValueError):
+class ParseError(ValueError, SiopgError):
     """Malformed input from a peer: the only exception a decoder raises."""
 
 

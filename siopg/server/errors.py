@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from siopg.adapter.errors import AckTimeoutError
+from siopg.errors import SiopgError
 
 __all__ = ["AckTimeoutError", "ConnectError", "TooManyNamespaces"]
 
 
-class ConnectError(Exception):
+
+class ConnectError(SiopgError):
     """Refuse a namespace connection from a middleware.
 
     The client receives a CONNECT_ERROR packet `{"message": message, "data": data}` (its
@@ -22,5 +24,13 @@ class ConnectError(Exception):
         self.data = data
 
 
-class TooManyNamespaces(Exception):
-    """A client's CONNECT would create a dynamic namespace past `max_dynamic_namespaces`."""
+class TooManyNamespaces(SiopgError):
+    """A client's CONNECT would create a dynamic namespace past `max_dynamic_namespaces`.
+
+    `name` is the namespace the client asked for (client input: clip it before logging).
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+

@@ -123,27 +123,33 @@ class Server:
         )
         self.sockets: Namespace = self.of("/")  # the main namespace, like socket.io's io.sockets
 
-    def configure_worker(
-        self, *, sid_generator: Callable[[], str] | None = None, database_url: str | None = None
-    ) -> None:
-        """Prepare this server to run as one worker of `siopg serve --workers N`.
+    @property
+    def adapter_factory(self) -> Callable[[Any], Any]:
+        """What makes each namespace's adapter: the `adapter` option (InMemoryAdapter by default)."""
+        return self._adapter_factory
 
-        The supervisor routes requests by the worker id its `sid_generator` puts in each
-        Engine.IO sid; `database_url` gives a server that kept the default in-memory adapter a
-        Postgres adapter (an adapter the app chose is kept). Must run before the server starts.
+    def set_adapter_factory(self, factory: Callable[[Any], Any]) -> None:
+        """Make every namespace's adapter with `factory`, those created already included.
+
+        For a launcher that picks the adapter after the app built its Server (a process
+        manager giving each worker a shared database, say). Must run before the server
+        starts; a namespace whose adapter a running event loop already initialised keeps it.
         """
         if self._started:
-            raise RuntimeError("configure_worker() must be called before the server starts")
-        if sid_generator is not None:
-            self.engine.options.sid_generator = sid_generator
-        if database_url and self._adapter_factory is InMemoryAdapter:
-            from siopg.adapter.postgres import PostgresAdapter
+            raise RuntimeError("set_adapter_factory() must be called before the server starts")
+        self._adapter_factory = factory
+        for nsp in self._nsps.values():
+            if nsp._ready is None:
+                nsp.adapter = factory(nsp)
+            else:
+                logger.warning("namespace %s keeps its adapter: it was initialised already", clip(nsp.name))
 
-            self._adapter_factory = PostgresAdapter(database_url)
-            for nsp in self._nsps.values():
-                if nsp._ready is None and isinstance(nsp.adapter, InMemoryAdapter):
-                    nsp.adapter = self._adapter_factory(nsp)
-            logger.info("using the Postgres adapter (the app configured none)")
+    def set_sid_generator(self, sid_generator: Callable[[], str]) -> None:
+        """Make Engine.IO session ids with `sid_generator` (e.g. ids that tell a router which
+        process owns the session). Must run before the server starts."""
+        if self._started:
+            raise RuntimeError("set_sid_generator() must be called before the server starts")
+        self.engine.options.sid_generator = sid_generator
 
     @property
     def metrics_registry(self) -> Any:

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from siopg.errors import SiopgError
+
 log = logging.getLogger("siopg.supervisor")
 
 
-class DatabaseError(Exception):
+class DatabaseError(SiopgError):
     """The database cannot be reached, started or migrated (message says why)."""
 
 

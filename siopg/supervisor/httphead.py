@@ -13,12 +13,14 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from siopg.errors import SiopgError
+
 _END = b"\r\n\r\n"
 _REQUEST_LINE = re.compile(rb"([A-Z_-]{1,20}) ([\x21-\x7e]+) HTTP/1\.[01]")
 _METHOD_PREFIX = re.compile(rb"[A-Z_-]{0,20}(?: |$)")
 
 
-class HeadError(Exception):
+class HeadError(SiopgError):
     """The bytes received cannot be an HTTP/1.x request head."""
 
     def __init__(self, status: int, reason: str) -> None:

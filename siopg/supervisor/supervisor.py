@@ -15,6 +15,7 @@ import signal
 import socket
 from pathlib import Path
 
+from siopg.runtime import run as run_loop
 from siopg.supervisor import httphead
 from siopg.supervisor.config import SupervisorConfig
 from siopg.supervisor.database import (
@@ -199,11 +200,7 @@ def run(config: SupervisorConfig) -> int:
             version = wait_and_prepare(database_url, config.database_wait)
             log.info("database %s ready (%s)", redact(database_url), version.split(",")[0])
         _write_pid_file(pid_file)
-        try:
-            import uvloop
-        except ImportError:  # pragma: no cover
-            return asyncio.run(_main(config, database_url, listener))
-        return uvloop.run(_main(config, database_url, listener))
+        return run_loop(_main(config, database_url, listener))
     except DatabaseError as exc:
         log.error("%s", exc)
         return 2
@@ -218,13 +215,14 @@ def run(config: SupervisorConfig) -> int:
 
 def check(config: SupervisorConfig) -> int:
     """`--check`: load the app as a worker would, reach and migrate the database; 0 if fine."""
-    from siopg.supervisor.app_loader import AppLoadError, load_app
+    from siopg.runtime import AppLoadError, load_app
 
     ok = True
     try:
         obj = load_app(config.app_ref)
         if not (hasattr(obj, "aiohttp_app") or callable(obj)):
-            raise AppLoadError(f"{config.app_ref} is a {type(obj).__name__}, not a siopg.Server or aiohttp app")
+            raise AppLoadError(f"{config.app_ref} is a {type(obj).__name__}, not a siopg.Server or aiohttp app",
+                               config.app_ref)
         log.info("app %s: ok (%s)", config.app_ref, type(obj).__name__)
     except Exception as exc:
         log.error("app %s: %s", config.app_ref, exc)

@@ -25,8 +25,10 @@ from typing import Any
 
 from aiohttp import web
 
+from siopg.adapter.memory import InMemoryAdapter
+from siopg.runtime import GC_ENV, AppLoadError, apply_gc_setting, load_app
+from siopg.runtime import run as run_loop
 from siopg.supervisor import channel
-from siopg.supervisor.app_loader import AppLoadError, load_app
 from siopg.supervisor.logs import setup_logging
 from siopg.supervisor.sid import make_sid_generator
 
@@ -62,9 +64,17 @@ Closer = Callable[[], Awaitable[None]]
 
 
 def configure_siopg_server(io: Any, wid: int, database_url: str | None) -> None:
-    """Give a siopg.Server this worker's sid generator and, if it has none, a Postgres adapter."""
-    sid_generator = make_sid_generator(wid, os.environ.get(ENV_NODE) or None)
-    io.configure_worker(sid_generator=sid_generator, database_url=database_url)
+    """Give a siopg.Server this worker's sid generator and, if it has none, a Postgres adapter.
+
+    The supervisor routes requests by the worker id the sid generator puts in each Engine.IO
+    sid; an adapter the app chose is kept. Runs before the server starts (see main()).
+    """
+    io.set_sid_generator(make_sid_generator(wid, os.environ.get(ENV_NODE) or None))
+    if database_url and io.adapter_factory is InMemoryAdapter:
+        from siopg.adapter.postgres import PostgresAdapter
+
+        io.set_adapter_factory(PostgresAdapter(database_url))
+        log.info("using the Postgres adapter (the app configured none)")
     limit = os.environ.get(ENV_METRICS_NAMESPACES, "")
     metrics: Any = getattr(io, "metrics", None)
     if limit.isdecimal() and int(limit) > 0 and hasattr(metrics, "max_namespace_labels"):
@@ -342,8 +352,6 @@ def main() -> None:
     except Exception as exc:
         log.error("worker failed to load the app: %s", exc, exc_info=not isinstance(exc, AppLoadError))
         sys.exit(3)
-    from siopg.cli import GC_ENV, apply_gc_setting
-
     try:
         apply_gc_setting(os.environ.get(GC_ENV))  # `siopg serve --gc-threshold` (validated there)
     except ValueError as exc:
@@ -355,13 +363,7 @@ def main() -> None:
         database_url,
         float(os.environ.get(ENV_GRACE, "10")),
     )
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        code = asyncio.run(worker.run())
-    else:
-        code = uvloop.run(worker.run())
-    sys.exit(code)
+    sys.exit(run_loop(worker.run()))
 
 
 if __name__ == "__main__":

@@ -2,4 +2,5 @@
 
 from siopg.supervisor.worker import main
 
-main()
+if __name__ == "__main__":  # importing it (tests, tools) must not start a worker
+    main()

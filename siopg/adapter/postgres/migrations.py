@@ -20,12 +20,14 @@ from typing import Sequence
 
 import asyncpg
 
+from siopg.errors import SiopgError
+
 DEFAULT_SCHEMA = "siopg"
 _LOCK_CLASS = 1936289640  # advisory lock namespace for migrations (the log uses ...639)
 _FILE_RE = re.compile(r"^(\d+)_[\w.-]+\.sql$")
 
 
-class SchemaError(RuntimeError):
+class SchemaError(RuntimeError, SiopgError):
     """The database schema is missing or older than this siopg needs."""
 
 

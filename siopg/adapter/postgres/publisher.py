@@ -38,6 +38,7 @@ import asyncpg
 
 from siopg.adapter.postgres.aio import cancel_and_wait
 from siopg.adapter.postgres.codec import EncodedRow, RowBatch
+from siopg.errors import SiopgError
 
 log = logging.getLogger("siopg.adapter.postgres")
 
@@ -45,11 +46,11 @@ log = logging.getLogger("siopg.adapter.postgres")
 PERMANENT_SQLSTATE_CLASSES = frozenset(("22", "54"))
 
 
-class PublishBufferFull(RuntimeError):
+class PublishBufferFull(RuntimeError, SiopgError):
     """Postgres has been unreachable long enough that the retry buffer filled up."""
 
 
-class PublishRowDropped(RuntimeError):
+class PublishRowDropped(RuntimeError, SiopgError):
     """Postgres refused one message for good (bad data, size limit): it was dropped alone."""
 
 

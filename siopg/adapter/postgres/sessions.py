@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from siopg.adapter.postgres import codec
 from siopg.adapter.postgres.store import Store, is_transient
+from siopg.errors import SiopgError
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
     from siopg.adapter.postgres.namespace import PostgresNamespaceAdapter
@@ -26,7 +27,7 @@ log = logging.getLogger("siopg.adapter.postgres")
 _MAX_OFFSET = 2**63 - 1
 
 
-class SessionWriteError(RuntimeError):
+class SessionWriteError(RuntimeError, SiopgError):
     """One socket's session could not be written (a value Postgres refuses); others were."""
 
 

@@ -121,7 +121,7 @@ def test_public_names_import_alone(tmp_path: Path) -> None:
     """The imports users write, each first in a fresh interpreter (issue 8's report first)."""
     statements = [
         "from siopg.emitter import Emitter",
-        "from siopg.adapter.postgres import PostgresAdapter, Emitter",
+        "from siopg.adapter.postgres import PostgresAdapter, EmitNotConfirmed",
         "from siopg.errors import SiopgError",
         "from siopg import Server, SiopgError, Emitter, PostgresAdapter",
         "from siopg.runtime import load_app, run",

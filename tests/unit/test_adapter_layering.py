@@ -1,11 +1,9 @@
-"""The adapter layer stands on its own: no import of the server or the emitter, plain socket
-details from fetch_sockets (the server wraps them), errors defined below the server."""
+"""The adapter layer stands on its own: plain socket details from fetch_sockets (the server
+wraps them), errors defined below the server, the rooms index by composition (the import
+direction itself is checked for the whole package by test_layers.py)."""
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import siopg
@@ -17,34 +15,10 @@ ADAPTER_DIR = Path(siopg.__file__).parent / "adapter"
 ABOVE = ("siopg.server", "siopg.emitter", "siopg.metrics", "siopg.dashboard", "siopg.supervisor", "siopg.cli")
 
 
-def _imports(path: Path) -> list[str]:
-    names = []
-    for node in ast.walk(ast.parse(path.read_text())):  # function bodies included
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.append(node.module)
-    return names
 
 
-def test_adapter_imports_nothing_above_it() -> None:
-    bad = [
-        f"{path.relative_to(ADAPTER_DIR)}: {name}"
-        for path in sorted(ADAPTER_DIR.rglob("*.py"))
-        for name in _imports(path)
-        if name.startswith(ABOVE)
-    ]
-    assert bad == []
 
 
-def test_emitter_imports_alone_in_a_fresh_interpreter() -> None:
-    """The Django/Celery user's import (it failed with a circular import)."""
-    code = (
-        "from siopg.emitter import EmitNotConfirmed, Emitter; import siopg; "
-        "from siopg.adapter.postgres import EmitNotConfirmed as E; "
-        "assert siopg.Emitter is Emitter and E is EmitNotConfirmed"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_errors_keep_their_public_names() -> None:

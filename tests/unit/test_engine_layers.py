@@ -43,21 +43,6 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def test_core_imports_no_binding_no_framework_and_nothing_above() -> None:
-    core = [p for p in sorted(ENGINE.glob("*.py")) if p.stem not in BINDINGS]
-    assert {p.stem for p in core} >= {"server", "socket", "session", "protocol", "message"}
-    bad = []
-    for path in core:
-        for line, name in _imports(path):
-            top = name.split(".")[0]
-            if top in FRAMEWORKS:
-                bad.append(f"{path.name}:{line} imports {name}")
-            elif name.startswith("siopg.engine."):
-                if name.split(".")[2] in BINDINGS:
-                    bad.append(f"{path.name}:{line} imports its binding {name}")
-            elif top == "siopg" and name not in ("siopg.engine", *BOTTOM):
-                bad.append(f"{path.name}:{line} imports {name} (a layer above)")
-    assert bad == []
 
 
 def test_socket_does_not_know_the_server() -> None:

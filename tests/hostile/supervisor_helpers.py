@@ -34,16 +34,14 @@ __all__ = [
 ]
 
 # A siopg.Server whose dynamic namespaces accept any name (the hostile part: clients choose
-# them). Where the server bounds names (`max_namespace_length`), the bound is lifted so the
-# metrics path is tested with the worst names a deployment could allow.
+# them). The server's bounds on names and on namespaces per connection are lifted so the
+# metrics path is tested with the worst names and the most labels a deployment could allow.
 DYNAMIC_APP = '''
-import inspect, os, re
+import os, re
 import siopg
 from siopg.supervisor import worker_id
 
-kw = {}
-if "max_namespace_length" in inspect.signature(siopg.Server).parameters:
-    kw["max_namespace_length"] = 1 << 21
+kw = {"max_namespace_length": 1 << 21, "max_namespaces_per_connection": 1000}
 io = siopg.Server(cors_allowed_origins="*", connection_state_recovery=siopg.Recovery(), **kw)
 io.of(re.compile(r"^/dyn-"))
 VERSION = "v1"

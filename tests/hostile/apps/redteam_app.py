@@ -16,6 +16,7 @@ import siopg
 NAME = os.environ.get("SIOPG_NODE_NAME", "node")
 
 io = siopg.Server(
+    parser=os.environ.get("SIOPG_TEST_PARSER", "default"),
     ping_interval=1.0,
     ping_timeout=2.0,
     connection_state_recovery=siopg.Recovery(max_disconnection_duration=60.0),

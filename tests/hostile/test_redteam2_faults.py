@@ -107,6 +107,7 @@ async def _listen_stalled(scene: Scene) -> None:
     proxy.stall_application("siopg-listener")
     try:
         await asyncio.sleep(1.0)
+        assert len(proxy._marked) >= 4, "no LISTEN connection seen by the proxy"  # 2 workers x 2 ends
         scene.client_proxy.cut_all()
         await asyncio.sleep(8.0)
     finally:

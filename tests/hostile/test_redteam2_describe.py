@@ -67,8 +67,7 @@ class MsgpackRaw:
             p = await self.packet(timeout)
             if isinstance(p, dict) and p.get("type") == 3 and p.get("id") == self.acks:
                 return p["data"]
-            if isinstance(p, str):
-                raise AssertionError(f"connection ended: {p}")
+            assert not isinstance(p, str), f"connection ended: {p}"
 
 
 @pytest.mark.xfail(strict=True, reason="FETCH_SOCKETS_RESPONSE packed as one message (cluster.py/codec.py)")

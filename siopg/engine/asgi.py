@@ -139,7 +139,7 @@ class EngineASGIApp:
             elif kind == "http":
                 await _send_reply(send, HttpReply(404, b"Not Found", [("Content-Type", "text/plain")]))
             else:
-                await send({"type": "websocket.close", "code": self._close_code})
+                await send({"type": "websocket.close", "code": 1000})
             return
         if kind == "http":
             await self._http(scope, receive, send)

@@ -26,19 +26,18 @@ from faults.test_faults import WINDOW, Scene, run_scenario
 
 class ShapingProxy(FaultProxy):
     """FaultProxy that can also delay every chunk (`latency`, seconds, a (lo, hi) range) and
-    hold only the bytes of connections whose startup packet names `application_name`
-    `stall_app` (the LISTEN connections are 'siopg-listener')."""
+    hold only the bytes of the connections whose startup packet names `application_name`
+    'siopg-listener' (the LISTEN connections; marked when they open)."""
 
     def __init__(self, target: int | str) -> None:
         super().__init__(target)
         self.latency: tuple[float, float] | None = None
-        self.stall_app: bytes | None = None
+        self.stall_app = b"siopg-listener"  # connections are marked when they open
         self._app_open = asyncio.Event()
         self._app_open.set()
         self._marked: set[int] = set()  # id() of client->server readers of matching connections
 
-    def stall_application(self, name: str) -> None:
-        self.stall_app = name.encode()
+    def stall_application(self) -> None:
         self._app_open.clear()
 
     def resume_application(self) -> None:
@@ -48,13 +47,13 @@ class ShapingProxy(FaultProxy):
         # `other` is the writer back to the side `src` reads from; a connection is "marked"
         # when its first client bytes (the startup packet) carry the application name
         key = id(other)
-        first = True
+        early = 3  # the startup packet comes in the first chunks (after an SSLRequest)
         try:
             while data := await src.read(65536):
-                if first and self.stall_app is not None and self.stall_app in data:
+                if early and self.stall_app in data:
                     self._marked.add(key)
                     self._marked.add(id(dst))
-                first = False
+                early = max(0, early - 1)
                 await self._open.wait()
                 if key in self._marked or id(dst) in self._marked:
                     await self._app_open.wait()
@@ -104,7 +103,7 @@ async def _slow_postgres(scene: Scene) -> None:
 async def _listen_stalled(scene: Scene) -> None:
     proxy = scene.pg_proxy
     assert isinstance(proxy, ShapingProxy)
-    proxy.stall_application("siopg-listener")
+    proxy.stall_application()
     try:
         await asyncio.sleep(1.0)
         assert len(proxy._marked) >= 4, "no LISTEN connection seen by the proxy"  # 2 workers x 2 ends

@@ -38,6 +38,7 @@ class AsgiWsWriter:
         self._pending_bytes = 0
         self._wake = asyncio.Event()
         self._closed = False
+        self._close_code = 1000
         self.task = asyncio.ensure_future(self._run())
 
     def write_packets(self, packets: Sequence[EncodedPacket]) -> int:
@@ -55,9 +56,11 @@ class AsgiWsWriter:
     def closing(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
+    def close(self, code: int = 1000) -> None:
+        """Send what is queued, then close with `code` (1009: a message was too big)."""
         if not self._closed:
             self._closed = True
+            self._close_code = code
             self._wake.set()
 
     async def _run(self) -> None:
@@ -76,7 +79,7 @@ class AsgiWsWriter:
                         else:
                             await send({"type": "websocket.send", "bytes": payload})
                 if self._closed:
-                    await send({"type": "websocket.close", "code": 1000})
+                    await send({"type": "websocket.close", "code": self._close_code})
                     return
         except Exception:  # noqa: BLE001 - the connection is gone; the receive loop reports it
             self._pending = []
@@ -248,8 +251,13 @@ class EngineASGIApp:
                 data = message.get("text")
                 if data is None:
                     data = message.get("bytes") or b""
-                if len(data) > limit:  # like aiohttp's max_msg_size: close 1009
-                    writer.close()
+                # the bound is in bytes (as aiohttp's max_msg_size): a text message of
+                # `limit` characters may be up to 4x as many UTF-8 bytes; close 1009
+                if len(data) > limit or (
+                    isinstance(data, str) and len(data) * 4 > limit and not data.isascii()
+                    and len(data.encode("utf-8", "surrogatepass")) > limit
+                ):
+                    writer.close(1009)
                     raise WsClosed("message too big")
                 return data
             raise WsClosed(None)

@@ -16,9 +16,10 @@ import siopg
 NAME = os.environ.get("SIOPG_NODE_NAME", "node")
 
 io = siopg.Server(
+    parser=os.environ.get("SIOPG_TEST_PARSER", "default"),
     ping_interval=1.0,
     ping_timeout=2.0,
-    connection_state_recovery=siopg.Recovery(max_disconnection_duration=60.0),
+    connection_state_recovery=siopg.Recovery(max_disconnection_duration=float(os.environ.get("SIOPG_TEST_WINDOW", "60"))),
     adapter=siopg.PostgresAdapter(
         os.environ["SIOPG_TEST_DATABASE_URL"],
         schema=os.environ["SIOPG_TEST_SCHEMA"],
@@ -26,6 +27,7 @@ io = siopg.Server(
         heartbeat_timeout=2.0,
         snapshot_interval=0.1,
         request_timeout=2.0,
+        cleanup_interval=float(os.environ.get("SIOPG_TEST_CLEANUP", "30")),
     ),
 )
 

@@ -16,6 +16,9 @@ from urllib.parse import unquote
 from siopg.errors import SiopgError
 
 _END = b"\r\n\r\n"
+# aiohttp's per-line limits in the worker (max_line_size, max_field_size): a longer line that
+# got past the supervisor would make the worker log a traceback per request. Refuse it here.
+MAX_LINE = 8190
 _REQUEST_LINE = re.compile(rb"([A-Z_-]{1,20}) ([\x21-\x7e]+) HTTP/1\.[01]")
 _METHOD_PREFIX = re.compile(rb"[A-Z_-]{0,20}(?: |$)")
 
@@ -58,6 +61,10 @@ def parse_head(buf: bytes | bytearray, max_size: int = 16384) -> RequestHead | N
             raise HeadError(431, "Request Header Fields Too Large")
         return None
     if end + 4 > max_size:
+        raise HeadError(431, "Request Header Fields Too Large")
+    if line_end - start > MAX_LINE:
+        raise HeadError(414, "URI Too Long")
+    if end - line_end > MAX_LINE and max(map(len, bytes(buf[line_end:end]).split(b"\r\n"))) > MAX_LINE:
         raise HeadError(431, "Request Header Fields Too Large")
     path, _, query = target.partition("?")
     return RequestHead(method, path, query, _query_param(query, "sid"), end + 4)

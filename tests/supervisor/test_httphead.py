@@ -74,3 +74,18 @@ def test_sid_with_a_node_name():
     assert worker_of(sid) == 12
     with pytest.raises(ValueError):
         make_sid_generator(1, "Bad.Node")
+
+
+def test_a_line_longer_than_the_workers_limit_is_refused_here():
+    """A head under the 16 KiB bound whose one header or request line is over aiohttp's 8190
+    bytes would pass the supervisor and make the worker log a traceback per request."""
+    long_header = b"GET /socket.io/?EIO=4 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    with pytest.raises(HeadError) as err:
+        parse_head(long_header)
+    assert err.value.status == 431
+    long_target = b"GET /socket.io/?EIO=4&x=" + b"b" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    with pytest.raises(HeadError) as err:
+        parse_head(long_target)
+    assert err.value.status == 414
+    fine = b"GET /socket.io/?EIO=4 HTTP/1.1\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"c" * 4000) for i in range(3)) + b"\r\n"
+    assert parse_head(fine) is not None  # many long-ish lines, each under the limit

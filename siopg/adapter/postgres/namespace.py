@@ -53,6 +53,9 @@ class PostgresNamespaceAdapter(ClusterAdapter):
     def do_publish(self, message: ClusterMessage) -> bool:
         return self.cluster.publish(message)
 
+    def wire_check(self, value: Any) -> None:
+        codec.pack(value)  # raises TypeError on what msgpack cannot carry
+
     def publish_stats(self) -> tuple[int, dict[str, int]] | None:
         """The publish buffer of this adapter's cluster (shared by its namespaces, hence the
         id to count it once): depth, bytes, refused and dropped messages, for /metrics."""

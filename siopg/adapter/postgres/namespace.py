@@ -333,7 +333,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             # rows the replay already holds (a forged offset is refused without waiting)
             if not await store.offset_exists(c.pool, client_offset, self.nsp.name):
                 return None
-            if not await listener.wait_for(client_offset, max(0.0, deadline - loop.time())):
+            if not await listener.wait_for(client_offset, _wait_left(loop, deadline)):
                 _raise_if_reader_down(listener)
                 raise _ReaderBehind(f"the log reader is behind offset {client_offset}")
         # owners asked to hand over: a row live again under ANOTHER owner (a concurrent
@@ -379,7 +379,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                                 return None  # not a packet of this namespace
                         if base > upto:
                             await tx.rollback()  # keep the session; wait for the reader, then retry
-                            if await listener.wait_for(base, max(0.0, deadline - loop.time())):
+                            if await listener.wait_for(base, _wait_left(loop, deadline)):
                                 continue
                             _raise_if_reader_down(listener)
                             raise _ReaderBehind(f"the log reader is behind offset {base}")
@@ -433,6 +433,12 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             return RestoredSession(
                 sid=sid, pid=pid, rooms=rooms, data=data, missed_packets=missed, join_offsets=join_offsets
             )
+
+
+def _wait_left(loop: asyncio.AbstractEventLoop, deadline: float) -> float:
+    """How long a restore may wait for its log reader: until just before `deadline`, so the
+    wait ends as "reader behind" (not reported) rather than as the deadline's bare timeout."""
+    return max(0.0, deadline - loop.time() - 0.1)
 
 
 def _raise_if_reader_down(listener: LogListener) -> None:

@@ -264,6 +264,23 @@ class ClusterAdapter(Adapter):
     def _message(self, type_: MessageType, data: dict[str, Any] | None = None, **kw: Any) -> ClusterMessage:
         return ClusterMessage(type_, self.uid, self.nsp.name, data or {}, **kw)
 
+    def wire_check(self, value: Any) -> None:
+        """Raise when the transport cannot carry `value` (default: it carries anything).
+        Transports that serialise (msgpack for Postgres) override it."""
+
+    def _wire_details(self, socket: Any) -> dict[str, Any] | None:
+        """`describe_socket(socket)` if the transport can carry it; else the same with
+        data=None (its data is the app's, e.g. a datetime); None if even that fails."""
+        details = describe_socket(socket)
+        for attempt in (details, {**details, "data": None}):
+            try:
+                self.wire_check(attempt)
+                return attempt
+            except Exception as exc:  # noqa: BLE001 - one socket's value, not the answer
+                log.warning("fetch_sockets: socket %s %s: %s", socket.id,
+                            "sent with data=None" if attempt is details else "left out", clip(str(exc), 200))
+        return None
+
     def publish_response(self, requester: str, type_: MessageType, data: dict[str, Any]) -> None:
         self.do_publish(self._message(type_, data, target=requester))
 
@@ -487,7 +504,9 @@ class ClusterAdapter(Adapter):
             self.index.disconnect_sockets(decode_opts(data.get("opts")), data.get("close") is True)
         elif t == MessageType.FETCH_SOCKETS:
             opts = decode_opts(data.get("opts"))
-            sockets = [describe_socket(s) for s in self.index.local_sockets(opts)]
+            # each socket on its own: one socket whose data the transport cannot carry (a
+            # datetime the app stored) must not sink the whole answer (issue 7, red team)
+            sockets = [d for s in self.index.local_sockets(opts) if (d := self._wire_details(s)) is not None]
             self.publish_response(
                 message.uid, MessageType.FETCH_SOCKETS_RESPONSE, {"requestId": str(data["requestId"]), "sockets": sockets}
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -26,8 +27,32 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
     from siopg.adapter.postgres.adapter import PgCluster
 
 
+class _Claim:
+    """A restore of `pid` on this server, from just before it claims the session row until
+    its socket is attached (or the restore ended without one). `hand_over` waits on it: in
+    that gap the row is this server's live session but no socket holds it yet, and answering
+    "not here" would let a third server claim the row too (a clone)."""
+
+    __slots__ = ("done", "pid", "revoked", "sid")
+
+    def __init__(self, pid: str, sid: str) -> None:
+        self.pid = pid
+        self.sid = sid
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.revoked = False  # handed over before it attached: it must never attach
+
+
+class _ReaderBehind(TimeoutError):
+    """The log reader has not reached the offset a restore needs yet: transient (retried
+    until `restore_timeout`, then the client is told to come back), never a fresh session."""
+
+
 class PostgresNamespaceAdapter(ClusterAdapter):
     """One namespace's view of the cluster (made by `PostgresAdapter(...)(nsp)`)."""
+
+    # TEST ONLY: awaited between a restore's claim of the session row and the attach of its
+    # socket, so tests can widen that gap (tests/hostile/apps/fix2_app.py). Never set it.
+    after_claim: Callable[[], Awaitable[None]] | None = None
 
     def __init__(self, nsp: NamespaceLike, cluster: PgCluster) -> None:
         super().__init__(nsp, cluster.uid)
@@ -39,6 +64,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
         # taken at the reader's head (_log_head)
         self._restoring_pids: dict[str, str] = {}  # sid -> pid of a restored socket
         self.handing_over: set[str] = set()  # pids being handed to another connection
+        self._claims: dict[str, _Claim] = {}  # pid -> restore claimed here, not attached yet
 
     async def init(self) -> None:
         await self.cluster.register(self)
@@ -52,6 +78,9 @@ class PostgresNamespaceAdapter(ClusterAdapter):
     # transport ---------------------------------------------------------------------------
     def do_publish(self, message: ClusterMessage) -> bool:
         return self.cluster.publish(message)
+
+    def wire_check(self, value: Any) -> None:
+        codec.pack(value)  # raises TypeError on what msgpack cannot carry
 
     def publish_stats(self) -> tuple[int, dict[str, int]] | None:
         """The publish buffer of this adapter's cluster (shared by its namespaces, hence the
@@ -81,6 +110,15 @@ class PostgresNamespaceAdapter(ClusterAdapter):
         super().add_all(sid, rooms)
         if self.window is not None:
             self.cluster.sessions.queue(Dirty(self, sid))
+            pid = self._restoring_pids.get(sid)
+            claim = self._claims.get(pid) if pid is not None else None
+            if claim is not None and claim.sid == sid:
+                socket = self.nsp.local_socket(sid)
+                if socket is not None and getattr(socket, "pid", None) == pid:
+                    # the restored socket is attached (it joins its own room on connect)
+                    self._settle(claim)
+                    if claim.revoked:  # handed over while its middlewares ran: let it go
+                        asyncio.get_running_loop().call_soon(_close_connection, socket)
 
     def delete(self, sid: str, room: str) -> None:
         super().delete(sid, room)
@@ -90,6 +128,9 @@ class PostgresNamespaceAdapter(ClusterAdapter):
     def delete_all(self, sid: str) -> None:
         if self.window is not None:
             restoring = self._restoring_pids.pop(sid, None)  # restored, maybe never connected
+            claim = self._claims.get(restoring) if restoring is not None else None
+            if claim is not None and claim.sid == sid:
+                self._settle(claim)  # gone before it attached (refused, or its client left)
             pid = getattr(self.nsp.local_socket(sid), "pid", None) or restoring
             if pid:
                 # the socket left: drop its live snapshot (a recoverable disconnect persists
@@ -117,7 +158,18 @@ class PostgresNamespaceAdapter(ClusterAdapter):
     async def persist_session(self, session: Session) -> None:
         if self.window is None or self.cluster.store is None:
             return
-        await self._persist(session)
+        claim = self._claims.get(session.pid)
+        try:
+            await self._persist(session)
+        finally:
+            if claim is not None and claim.sid == session.sid and self.nsp.local_socket(session.sid) is None:
+                self._settle(claim)  # a restored session put back unattached (client gone meanwhile)
+
+    def _settle(self, claim: _Claim) -> None:
+        if not claim.done.done():
+            claim.done.set_result(None)
+        if self._claims.get(claim.pid) is claim:
+            del self._claims[claim.pid]
 
     async def _persist(self, session: Session) -> None:
         """Queue `session` (its join offsets are those the server read from `join_offsets`
@@ -164,7 +216,20 @@ class PostgresNamespaceAdapter(ClusterAdapter):
         """Another connection presents `pid`: if this server holds that socket, write its final
         state (rooms, data, join offsets) as a persisted session and close its Engine.IO
         connection, so its client notices; True if it did. Either way, the session writes
-        queued before return first (a persist in flight lands before the answer)."""
+        queued before return first (a persist in flight lands before the answer).
+
+        A restore of `pid` that claimed the row here but has not attached its socket yet is
+        waited for (at most half the asker's `takeover_timeout`), then handed over as usual;
+        one still not attached by then is revoked (it never attaches; its client is told to
+        come back) and the row, as claimed, is the asker's."""
+        claim = self._claims.get(pid)
+        if claim is not None and not claim.done.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(claim.done), self.cluster.options.takeover_timeout / 2)
+            except TimeoutError:
+                claim.revoked = True
+                await self.cluster.sessions.barrier()
+                return True
         socket = self.nsp.local_socket(sid)
         if socket is None or getattr(socket, "pid", None) != pid or self.window is None:
             await self.cluster.sessions.barrier()
@@ -222,21 +287,44 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                 # asyncio.timeout, not wait_for: no extra task, so the caller attaches the
                 # socket in the same loop step as the replay ends (no live row in between)
                 async with asyncio.timeout_at(deadline):
-                    return await self._restore(pid, client_offset)
-            except asyncio.CancelledError:
+                    return await self._restore(pid, client_offset, deadline)
+            except (asyncio.CancelledError, RecoveryUnavailable):
                 raise
             except Exception as exc:  # noqa: BLE001
                 if not is_transient(exc):
                     c.report(exc)  # a bug or a value Postgres refuses: a fresh session, not a crash
                     return None
                 if loop.time() + delay >= deadline or c.store is None:
-                    c.report(exc)
+                    if not isinstance(exc, _ReaderBehind):  # a slow reader is no error to report
+                        c.report(exc)
                     raise RecoveryUnavailable(f"session store unreachable: {type(exc).__name__}") from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
-    async def _restore(self, pid: str, client_offset: int | None) -> RestoredSession | None:
+    async def _restore(self, pid: str, client_offset: int | None, deadline: float) -> RestoredSession | None:
+        """`_claim_and_read`, with its claim marker settled unless a socket will attach."""
+        claims: list[_Claim] = []
+        try:
+            restored = await self._claim_and_read(pid, client_offset, deadline, claims)
+        except BaseException:
+            for each in claims:
+                self._settle(each)
+            raise
+        claim = claims[-1] if claims else None
+        if claim is not None and (restored is None or claim.revoked):
+            self._settle(claim)
+            if restored is not None:  # handed to another server while we replayed: come back
+                self._restoring_pids.pop(restored.sid, None)
+                raise RecoveryUnavailable("the session was taken over by a newer connection meanwhile")
+        return restored
+
+    async def _claim_and_read(self, pid: str, client_offset: int | None, deadline: float,
+                              claims: list[_Claim]) -> RestoredSession | None:
+        """Read, claim and replay the session (None: it does not exist, expired, or the
+        offset is forged or pruned). Couldn't complete in time -> a transient error (the
+        caller retries until `deadline`, then tells the client to come back)."""
         c = self.cluster
+        loop = asyncio.get_running_loop()
         store, listener = c.store, c.listener
         if store is None or listener is None or c.pool is None:
             raise ConnectionError("the Postgres adapter is restarting")
@@ -245,15 +333,14 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             # rows the replay already holds (a forged offset is refused without waiting)
             if not await store.offset_exists(c.pool, client_offset, self.nsp.name):
                 return None
-            if not await listener.wait_for(client_offset, 2.0):
+            if not await listener.wait_for(client_offset, _wait_left(loop, deadline)):
                 _raise_if_reader_down(listener)
-                return None
-        waited = False
+                raise _ReaderBehind(f"the log reader is behind offset {client_offset}")
         # owners asked to hand over: a row live again under ANOTHER owner (a concurrent
         # restore on a third server claimed it meanwhile) is asked again, never cloned
         asked: set[str] = set()
         window = self.window or 0.0
-        for _attempt in range(6):
+        while True:  # bounded by the caller's deadline (asyncio.timeout_at)
             takeover: tuple[str, str] | None = None
             async with c.pool.acquire() as conn:
                 # read the reader's position BEFORE the snapshot: every row up to it is then
@@ -292,13 +379,17 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                                 return None  # not a packet of this namespace
                         if base > upto:
                             await tx.rollback()  # keep the session; wait for the reader, then retry
-                            if not waited and await listener.wait_for(base, 2.0):
-                                waited = True
+                            if await listener.wait_for(base, _wait_left(loop, deadline)):
                                 continue
                             _raise_if_reader_down(listener)
-                            return None
+                            raise _ReaderBehind(f"the log reader is behind offset {base}")
                         rooms = list(session["rooms"])
                         since = [joined.get(r, 0) if joined is not None else 0 for r in rooms]
+                        # marked BEFORE the claim: from its commit on, a takeover request for
+                        # this pid waits for the attach instead of hearing "not here"
+                        claim = _Claim(pid, session["sid"])
+                        claims.append(claim)
+                        self._claims[pid] = claim
                         await store.claim(conn, pid, self.uid)  # ours now, live: one atomic step
                         rows = list(await store.missed(conn, self.nsp.name, base, upto, rooms, since))
                         await tx.commit()
@@ -308,12 +399,18 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                     except Exception:  # noqa: BLE001
                         pass
                     if isinstance(exc, asyncpg.SerializationError):
+                        for each in claims:
+                            self._settle(each)
+                        claims.clear()
+                        await asyncio.sleep(0.01)
                         continue  # the session row changed under us (its old server wrote it): retry
                     raise
             if takeover is not None:
                 await self._ask_owner(*takeover, pid)
                 asked.add(takeover[0])
                 continue
+            if self.after_claim is not None:
+                await self.after_claim()
             # rows the reader handled meanwhile went to no socket of this session: add them
             while listener.last_id > upto:
                 newer = listener.last_id
@@ -336,7 +433,12 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             return RestoredSession(
                 sid=sid, pid=pid, rooms=rooms, data=data, missed_packets=missed, join_offsets=join_offsets
             )
-        return None
+
+
+def _wait_left(loop: asyncio.AbstractEventLoop, deadline: float) -> float:
+    """How long a restore may wait for its log reader: until just before `deadline`, so the
+    wait ends as "reader behind" (not reported) rather than as the deadline's bare timeout."""
+    return max(0.0, deadline - loop.time() - 0.1)
 
 
 def _raise_if_reader_down(listener: LogListener) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from siopg._log import clip
 from siopg.adapter.base import BroadcastFlags, RecoveryUnavailable, Session, SocketId
@@ -35,7 +36,7 @@ NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any]], Any]
 class Namespace:
     """A communication channel ("/" by default) with its own sockets, rooms and handlers."""
 
-    def __init__(self, server: "Server", name: str, with_adapter: bool = True) -> None:
+    def __init__(self, server: Server, name: str, with_adapter: bool = True) -> None:
         self.server = server
         self.name = name
         self.recovery = server.recovery
@@ -58,7 +59,7 @@ class Namespace:
         return f"<Namespace {self.name!r} sockets={len(self.sockets)}>"
 
     # setup -------------------------------------------------------------------------------
-    def _start_init(self) -> "asyncio.Future[None]":
+    def _start_init(self) -> asyncio.Future[None]:
         """Run `adapter.init()` once (needs a running loop); connections wait for it."""
         if self._ready is None:
             self._ready = asyncio.ensure_future(self.adapter.init())
@@ -123,7 +124,7 @@ class Namespace:
     def send(self, *args: Any) -> Done:
         return self.emit("message", *args)
 
-    def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
+    def emit_with_ack(self, event: str, *args: Any) -> asyncio.Future[Any]:
         return self._operator().emit_with_ack(event, *args)
 
     async def fetch_sockets(self) -> list[Any]:
@@ -168,7 +169,7 @@ class Namespace:
             return await fut
         try:
             return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AckTimeoutError("operation has timed out") from None
 
     # adapter-facing (NamespaceLike) ------------------------------------------------------
@@ -199,7 +200,9 @@ class Namespace:
             send(messages)
         self.server.metrics.packets_out += len(socket_ids) - missed
 
-    def _deliver_slow(self, packet: Packet, messages: list[OutgoingMessage], socket_ids: Iterable[SocketId], volatile: bool) -> None:
+    def _deliver_slow(
+        self, packet: Packet, messages: list[OutgoingMessage], socket_ids: Iterable[SocketId], volatile: bool
+    ) -> None:
         """Delivery with outgoing listeners or volatile checks (off the common path)."""
         get = self.sockets.get
         count = 0
@@ -288,7 +291,7 @@ class Namespace:
             callback.fire(tasks, rest, reply if ack is not None else None)
 
     # connections -------------------------------------------------------------------------
-    async def _add(self, client: "Client", auth: dict[str, Any], pid: Any = None, offset: Any = None) -> None:
+    async def _add(self, client: Client, auth: dict[str, Any], pid: Any = None, offset: Any = None) -> None:
         """Handle a CONNECT: maybe restore a session, run middlewares, then connect or refuse.
 
         `pid`/`offset` are the recovery credentials the client sent (taken out of `auth`)."""
@@ -300,7 +303,7 @@ class Namespace:
             if self._parent is not None:
                 self._parent._child_emptied(self)
 
-    async def _connect_socket(self, client: "Client", auth: dict[str, Any], pid: Any, offset: Any) -> None:
+    async def _connect_socket(self, client: Client, auth: dict[str, Any], pid: Any, offset: Any) -> None:
         await self._ensure_ready()
         socket = await self._create_socket(client, auth, pid, offset)
         if client.closed:
@@ -318,7 +321,7 @@ class Namespace:
                 return
         self._do_connect(client, socket)
 
-    async def _create_socket(self, client: "Client", auth: dict[str, Any], pid: Any = None, offset: Any = None) -> Socket:
+    async def _create_socket(self, client: Client, auth: dict[str, Any], pid: Any = None, offset: Any = None) -> Socket:
         if self.recovery is not None and isinstance(pid, str):
             offset = offset if isinstance(offset, str) else None
             metrics = self.server.metrics
@@ -378,7 +381,7 @@ class Namespace:
                 return socket
         return Socket(self, client, auth)
 
-    def _do_connect(self, client: "Client", socket: Socket) -> None:
+    def _do_connect(self, client: Client, socket: Socket) -> None:
         if self._preconnect.get(socket.id) is socket:
             del self._preconnect[socket.id]
         self.sockets[socket.id] = socket
@@ -412,6 +415,6 @@ class Namespace:
             logger.exception("closing the adapter of %s failed", clip(self.name))
 
 
-def _log_failure(fut: "asyncio.Future[Any]") -> None:
+def _log_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         logger.error("adapter init failed", exc_info=fut.exception())

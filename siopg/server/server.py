@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from siopg._log import clip
 from siopg.adapter.memory import InMemoryAdapter
@@ -94,7 +95,7 @@ class Server:
         # `compress(False)` only changes anything when WebSocket frames may be deflated
         self._deflate = bool(per_message_deflate)
         self._adapter_factory: Callable[[Any], Any] = adapter or InMemoryAdapter
-        self._tasks = TaskSet()
+        self._tasks = TaskSet(logger)
         self.metrics = Metrics()
         self._metrics_registry: Any = None  # made on first use (see metrics_registry)
         self._nsps: dict[str, Namespace] = {}
@@ -317,7 +318,7 @@ class Server:
     def send(self, *args: Any) -> Done:
         return self.sockets.send(*args)
 
-    def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
+    def emit_with_ack(self, event: str, *args: Any) -> asyncio.Future[Any]:
         return self.sockets.emit_with_ack(event, *args)
 
     async def fetch_sockets(self) -> list[Any]:
@@ -424,7 +425,7 @@ class Server:
             if message["type"] == "lifespan.startup":
                 try:
                     await self._startup()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported to the ASGI server, which stops
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})

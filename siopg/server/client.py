@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from siopg._log import clip
+from siopg.engine import EngineConnection
 from siopg.parser import Packet, PacketType, ParseError
 from siopg.server.errors import TooManyNamespaces
 
@@ -23,7 +24,7 @@ class Client:
 
     __slots__ = ("_connect_timer", "_connecting", "closed", "conn", "decoder", "id", "nsps", "server", "sockets")
 
-    def __init__(self, server: Server, conn: Any) -> None:
+    def __init__(self, server: Server, conn: EngineConnection) -> None:
         self.server = server
         self.conn = conn
         self.id: str = conn.sid

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from siopg._log import clip
-from siopg.adapter.base import BroadcastFlags, RecoveryUnavailable, Session, SocketId
+from siopg.adapter.base import Adapter, BroadcastFlags, RecoveryUnavailable, Session, SocketId
 from siopg.engine.message import OutgoingMessage
 from siopg.names import RESERVED_EVENTS, check_event_name
 from siopg.parser import Packet, PacketType
@@ -49,7 +49,8 @@ class Namespace:
         self._broadcast_acks: dict[Callable[..., Any], list[tuple[Socket, int]]] = {}
         self._open_broadcasts: set[Callable[[], None]] = set()  # broadcast acks awaiting answers
         self._watchers = 0  # sockets with on_any_outgoing listeners (they force the slow path)
-        self.adapter: Any = server._make_adapter(self) if with_adapter else None
+        if with_adapter:  # a ParentNamespace has none: it matches names; each child has its own
+            self.adapter: Adapter = server._make_adapter(self)
         self._ready: asyncio.Future[None] | None = None
         self._init_started = False
         self._parent: Any = None  # the ParentNamespace that created this one (dynamic namespaces)

@@ -10,8 +10,9 @@ from types import MappingProxyType
 from typing import Any
 
 from siopg._log import clip
+from siopg.adapter.base import Adapter
 from siopg.adapter.memory import InMemoryAdapter
-from siopg.engine import EngineOptions, EngineServer
+from siopg.engine import EngineConnection, EngineOptions, EngineServer
 from siopg.engine.asgi import EngineASGIApp
 from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.names import DEFAULT_MAX_NAME_BYTES, check_name
@@ -226,7 +227,7 @@ class Server:
         kind = UncompressedMessage if compress is False and self._deflate else OutgoingMessage
         return [kind(part) for part in self._parser.encoder.encode(packet)]
 
-    def _make_adapter(self, nsp: Namespace) -> Any:
+    def _make_adapter(self, nsp: Namespace) -> Adapter:
         return self._adapter_factory(nsp)
 
     def valid_namespace_name(self, name: object) -> bool:
@@ -343,7 +344,7 @@ class Server:
         return await self.sockets.server_count()
 
     # engine ------------------------------------------------------------------------------
-    def _on_engine_connection(self, conn: Any) -> None:
+    def _on_engine_connection(self, conn: EngineConnection) -> None:
         if self._closing:
             conn.close("server shutting down")
             return

@@ -8,7 +8,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 # GC names stay importable from here (tests and users import them from siopg.cli)
 from siopg.runtime import (
@@ -92,34 +93,15 @@ async def serve(
         await runner.cleanup()
 
 
-def _supervisor() -> Any:
-    """The multi-worker layer, if this installation has it (imported lazily)."""
-    try:
-        import siopg.supervisor as supervisor
-    except ImportError:  # pragma: no cover - a trimmed install
-        return None
-    return supervisor
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="siopg", description="Socket.IO server on aiohttp + PostgreSQL")
     sub = parser.add_subparsers(dest="command", required=True)
-    supervisor = _supervisor()
+    import siopg.supervisor as supervisor  # imported here: `siopg.cli` stays light to import
+
     serve_p = sub.add_parser("serve", help="run a siopg.Server")
-    if supervisor is not None:
-        supervisor.add_common_arguments(serve_p)  # app, --host, --port, --log-level (SIOPG_* env)
-        supervisor.add_arguments(serve_p)  # --workers, --database-url, ...
-        supervisor.add_dashboard_arguments(serve_p)  # --dashboard, --dashboard-auth
-    else:  # pragma: no cover
-        serve_p.add_argument("app")
-        serve_p.add_argument("--host", default="127.0.0.1")
-        serve_p.add_argument("--port", type=int, default=3000)
-        serve_p.add_argument("--log-level", default="info")
-        serve_p.add_argument("--dashboard", action="store_true")
-        serve_p.add_argument("--dashboard-auth", metavar="USER:PASSWORD")
-        serve_p.add_argument("--dashboard-insecure", action="store_true")
-        serve_p.add_argument("--metrics", action="store_true")
-        serve_p.add_argument("--metrics-max-namespaces", type=int, default=100)
+    supervisor.add_common_arguments(serve_p)  # app, --host, --port, --log-level (SIOPG_* env)
+    supervisor.add_arguments(serve_p)  # --workers, --database-url, ...
+    supervisor.add_dashboard_arguments(serve_p)  # --dashboard, --dashboard-auth
     serve_p.description = (
         "APP is module:attr or path/to/app.py:attr (attr defaults to io): a siopg.Server, an aiohttp "
         "Application with one attached, or a callable returning either."
@@ -130,9 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              f" (or N,N1,N2); 'off' keeps Python's defaults (env {GC_ENV}, default {DEFAULT_GC_THRESHOLD})",
     )
     sub.add_parser("migrate", help="run the PostgreSQL adapter's migrations", add_help=False)
-    if supervisor is not None:
-        reload_p = sub.add_parser("reload", help="rolling restart of a running `siopg serve --workers N`")
-        supervisor.add_reload_arguments(reload_p)
+    reload_p = sub.add_parser("reload", help="rolling restart of a running `siopg serve --workers N`")
+    supervisor.add_reload_arguments(reload_p)
     args, rest = parser.parse_known_args(argv)
     if args.command == "migrate":
         from siopg.adapter.postgres.migrations import main as migrate_main
@@ -150,13 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             dashboard_auth = parse_credentials(args.dashboard_auth)
         except ValueError as exc:
             parser.error(f"--dashboard-auth: {exc}")
-    if supervisor is not None:
-        from siopg.supervisor.config import dashboard_exposure
+    from siopg.supervisor.config import dashboard_exposure
 
-        refusal = dashboard_exposure(args.host, args.dashboard, dashboard_auth is not None,
-                                     bool(getattr(args, "dashboard_insecure", False)))
-        if refusal:
-            parser.error(refusal)
+    refusal = dashboard_exposure(args.host, args.dashboard, dashboard_auth is not None,
+                                 bool(getattr(args, "dashboard_insecure", False)))
+    if refusal:
+        parser.error(refusal)
     if args.metrics_max_namespaces < 1:
         parser.error("--metrics-max-namespaces must be >= 1")
     if args.dashboard and dashboard_auth is None and getattr(args, "dashboard_insecure", False):
@@ -167,9 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(f"--gc-threshold: {exc}")
     os.environ[GC_ENV] = args.gc_threshold  # supervisor workers inherit it and apply it themselves
-    if supervisor is not None and (
-        getattr(args, "workers", 1) > 1 or getattr(args, "database_url", None) or getattr(args, "check", False)
-    ):
+    if getattr(args, "workers", 1) > 1 or getattr(args, "database_url", None) or getattr(args, "check", False):
         return int(supervisor.run_from_args(args) or 0)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),

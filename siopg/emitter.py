@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from typing import Any, Awaitable, Iterable
+from collections.abc import Awaitable, Iterable
+from typing import Any
 
 import asyncpg
 
@@ -141,7 +142,7 @@ class Emitter:
         self._except: frozenset[str] = frozenset()
         self._volatile = False
 
-    def _copy(self, **changes: Any) -> "Emitter":
+    def _copy(self, **changes: Any) -> Emitter:
         new = object.__new__(Emitter)
         new._c, new._nsp, new._rooms, new._except, new._volatile = (
             self._c, self._nsp, self._rooms, self._except, self._volatile,
@@ -151,21 +152,21 @@ class Emitter:
         return new
 
     # builders ----------------------------------------------------------------------------
-    def of(self, nsp: str) -> "Emitter":
+    def of(self, nsp: str) -> Emitter:
         if not isinstance(nsp, str) or not nsp.startswith("/"):
             raise ValueError("a namespace name starts with '/'")
         return self._copy(_nsp=nsp, _rooms=frozenset(), _except=frozenset())
 
-    def to(self, room: str | Iterable[str]) -> "Emitter":
+    def to(self, room: str | Iterable[str]) -> Emitter:
         return self._copy(_rooms=self._rooms | _rooms(room))
 
     in_ = to
 
-    def except_(self, room: str | Iterable[str]) -> "Emitter":
+    def except_(self, room: str | Iterable[str]) -> Emitter:
         return self._copy(_except=self._except | _rooms(room))
 
     @property
-    def volatile(self) -> "Emitter":
+    def volatile(self) -> Emitter:
         return self._copy(_volatile=True)
 
     # actions -----------------------------------------------------------------------------
@@ -204,7 +205,7 @@ class Emitter:
         )))
 
     # connection --------------------------------------------------------------------------
-    async def connect(self) -> "Emitter":
+    async def connect(self) -> Emitter:
         """Keep one connection open (for many emits from one event loop); `close()` ends it."""
         if self._c.conn is None or self._c.conn.is_closed():
             self._c.conn = await asyncpg.connect(self._c.dsn, timeout=self._c.timeout)
@@ -218,7 +219,7 @@ class Emitter:
         if conn is not None:
             await conn.close()
 
-    async def __aenter__(self) -> "Emitter":
+    async def __aenter__(self) -> Emitter:
         return await self.connect()
 
     async def __aexit__(self, *exc: Any) -> None:

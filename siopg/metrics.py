@@ -11,8 +11,8 @@ process never clash).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -51,7 +51,7 @@ MIN_SCRAPE_INTERVAL = 1.0
 
 
 class _Collector:
-    def __init__(self, server: "Server") -> None:
+    def __init__(self, server: Server) -> None:
         self._server = server
 
     def describe(self) -> list[Any]:
@@ -147,9 +147,9 @@ def app_room_count(adapter: Any) -> int:
     return sum(1 for room in list(rooms) if room not in own)
 
 
-def make_registry(server: "Server") -> CollectorRegistry:
+def make_registry(server: Server) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(server))  # type: ignore[arg-type]
+    registry.register(_Collector(server))
     return registry
 
 
@@ -168,7 +168,7 @@ def render(registry: CollectorRegistry) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-async def aiohttp_handler(server: "Server", request: "web.Request") -> "web.Response":
+async def aiohttp_handler(server: Server, request: web.Request) -> web.Response:
     from aiohttp import web
 
     # at most one collection per MIN_SCRAPE_INTERVAL, whoever asks: it costs O(connections)
@@ -192,9 +192,21 @@ def _name_limit_families(server: Server) -> Iterator[Any]:
     """Names refused and dynamic namespaces (bounded by `max_dynamic_namespaces`)."""
     m = server.metrics
     for name, doc, value in (
-        ("siopg_invalid_names", "CONNECTs to an invalid namespace name and EVENTs with an invalid event name (connection closed)", m.invalid_names),
-        ("siopg_dynamic_namespaces_refused", "CONNECTs refused because max_dynamic_namespaces was reached", m.dynamic_namespaces_refused),
-        ("siopg_connection_namespaces_refused", "CONNECTs refused because the connection had max_namespaces_per_connection", m.connection_namespaces_refused),
+        (
+            "siopg_invalid_names",
+            "CONNECTs to an invalid namespace name and EVENTs with an invalid event name (connection closed)",
+            m.invalid_names,
+        ),
+        (
+            "siopg_dynamic_namespaces_refused",
+            "CONNECTs refused because max_dynamic_namespaces was reached",
+            m.dynamic_namespaces_refused,
+        ),
+        (
+            "siopg_connection_namespaces_refused",
+            "CONNECTs refused because the connection had max_namespaces_per_connection",
+            m.connection_namespaces_refused,
+        ),
     ):
         family = CounterMetricFamily(name, doc)
         family.add_metric([], value)

@@ -27,7 +27,7 @@ def check_name(value: object, kind: str = "name", max_bytes: int = DEFAULT_MAX_N
     """
     if not isinstance(value, str):
         # ValueError, not TypeError: callers catch one error for every invalid name
-        raise ValueError(f"{kind} must be a string, not {type(value).__name__}")  # noqa: TRY004
+        raise ValueError(f"{kind} must be a string, not {type(value).__name__}")
     if value.isascii():
         size = len(value)
     else:

@@ -27,11 +27,12 @@ T = TypeVar("T")
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run `main` to completion on a fresh uvloop event loop (asyncio's where uvloop is absent)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+    """Run `main` to completion on a fresh uvloop event loop (asyncio's on Windows, where uvloop
+    does not run and is not a dependency)."""
+    if sys.platform == "win32":  # pragma: no cover
         return asyncio.run(main)
+    import uvloop
+
     return uvloop.run(main)
 
 

@@ -9,8 +9,9 @@ or takes callbacks.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from siopg.adapter.errors import (
     RecoveryUnavailable as RecoveryUnavailable,  # re-exported (its old home)
@@ -56,7 +57,7 @@ class SocketDetails:
     data: Any
 
     @classmethod
-    def from_wire(cls, raw: dict[str, Any]) -> "SocketDetails":
+    def from_wire(cls, raw: dict[str, Any]) -> SocketDetails:
         """Build from what another server sent (`Socket.describe()`); raises on a bad shape."""
         sid = raw["id"]
         if not isinstance(sid, str):
@@ -97,7 +98,7 @@ class RestoredSession:
     pid: str
     rooms: list[Room]
     data: Any
-    missed_packets: list["Packet"]
+    missed_packets: list[Packet]
     join_offsets: dict[Room, str] | None = None  # kept by the restored socket (see Session)
 
 
@@ -107,12 +108,12 @@ class NamespaceLike(Protocol):
     name: str
     recovery: Any  # the server's `Recovery` options (has `max_disconnection_duration`), or None: CSR off
 
-    def deliver(self, packet: "Packet", socket_ids: Iterable[SocketId], flags: BroadcastFlags) -> None:
+    def deliver(self, packet: Packet, socket_ids: Iterable[SocketId], flags: BroadcastFlags) -> None:
         """Encode `packet` once per parser and queue it on each listed local socket."""
 
     def deliver_with_ack(
         self,
-        packet: "Packet",
+        packet: Packet,
         socket_ids: Iterable[SocketId],
         flags: BroadcastFlags,
         ack: Callable[[Any], None],
@@ -171,13 +172,13 @@ class Adapter(abc.ABC):
 
     # delivery --------------------------------------------------------------------------
     @abc.abstractmethod
-    def broadcast(self, packet: "Packet", opts: BroadcastOptions) -> None:
+    def broadcast(self, packet: Packet, opts: BroadcastOptions) -> None:
         """Deliver to every matching socket in the cluster (only local ones if flags.local)."""
 
     @abc.abstractmethod
     def broadcast_with_ack(
         self,
-        packet: "Packet",
+        packet: Packet,
         opts: BroadcastOptions,
         client_count_callback: Callable[[int], None],
         ack: Callable[[Any], None],

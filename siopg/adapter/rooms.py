@@ -15,10 +15,11 @@ their original offsets back through `Adapter.restore_join_offsets`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from siopg._tasks import TaskSet
 from siopg.adapter.base import BroadcastOptions, NamespaceLike, Room, SocketId
 
 logger = logging.getLogger("siopg.adapter")
@@ -103,7 +104,7 @@ class RoomIndex:
         self.sids: dict[SocketId, set[Room]] = {}
         self.joins: JoinOffsets | None = JoinOffsets() if track_joins else None
         self._listeners: dict[str, list[RoomListener]] = {}
-        self._tasks: set[asyncio.Future[Any]] = set()  # async room listeners still running
+        self._tasks = TaskSet(logger)  # async room listeners still running
 
     # room events -------------------------------------------------------------------------
     def on(self, event: str, handler: RoomListener) -> RoomListener:
@@ -123,9 +124,7 @@ class RoomIndex:
             try:
                 result = handler(*args)
                 if hasattr(result, "__await__"):
-                    task = asyncio.ensure_future(result)
-                    self._tasks.add(task)  # asyncio holds tasks weakly
-                    task.add_done_callback(self._tasks.discard)
+                    self._tasks.spawn(result, f"{event} listener")
             except Exception:  # a listener bug must not break room bookkeeping
                 logger.exception("error in %s listener", event)
 

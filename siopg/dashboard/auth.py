@@ -12,14 +12,15 @@ import binascii
 import hmac
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Union
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import hdrs, web
 
 logger = logging.getLogger("siopg.dashboard")
 
-AuthCallable = Callable[[web.Request], Union[bool, Awaitable[bool]]]
-Auth = Union[AuthCallable, tuple[str, str], None]
+AuthCallable = Callable[[web.Request], bool | Awaitable[bool]]
+Auth = AuthCallable | tuple[str, str] | None
 
 REALM = "siopg dashboard"
 

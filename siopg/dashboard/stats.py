@@ -58,7 +58,7 @@ class Reading:
         return sum(self.transports.values())
 
 
-def read(io: "Server", now: float) -> Reading:
+def read(io: Server, now: float) -> Reading:
     """Read `io`'s counters and gauges; O(connections + rooms), no awaits."""
     m = io.metrics
     counters = {name: int(getattr(m, name)) for name in COUNTERS}

@@ -8,9 +8,10 @@ import logging
 import mimetypes
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import hdrs, web
@@ -66,7 +67,7 @@ def _environment() -> jinja2.Environment:
 class Dashboard:
     """State for one server's dashboard: the shared latest reading and the rate history."""
 
-    def __init__(self, io: "Server", path: str, auth: auth_mod.Auth, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, io: Server, path: str, auth: auth_mod.Auth, clock: Callable[[], float] = time.monotonic) -> None:
         self.io = io
         self.path = path
         self.auth = auth
@@ -85,7 +86,7 @@ class Dashboard:
             return int(await asyncio.wait_for(self.io.server_count(), SERVER_COUNT_TIMEOUT))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a cluster hiccup shows as "?" rather than breaking the page
+        except Exception as exc:  # noqa: BLE001 - a cluster hiccup shows as "?" rather than breaking the page
             logger.debug("server_count() failed for the dashboard: %r", exc)
             return None
 
@@ -154,7 +155,7 @@ def normalize_path(path: str) -> str:
     return path
 
 
-def setup(io: "Server", app: web.Application, path: str = "/dashboard", auth: auth_mod.Auth = None) -> Dashboard:
+def setup(io: Server, app: web.Application, path: str = "/dashboard", auth: auth_mod.Auth = None) -> Dashboard:
     """Serve `io`'s live dashboard on `app` at `path` (plus `path`/stats.json and `path`/static/).
 
     `auth`: None (open: fine on localhost, never on a public address), a (user, password)

@@ -242,11 +242,9 @@ async def handle_request(server: EngineServer, request: web.Request) -> web.Stre
     if transport is None:
         server.abandon(socket, is_new)
         return ws
-    writer: RawWsWriter | DeflateWsWriter
-    if ws.compress:
-        writer = DeflateWsWriter(ws, server)
-    else:
-        writer = RawWsWriter(ws, transport, server)
+    writer: RawWsWriter | DeflateWsWriter = (
+        DeflateWsWriter(ws, server) if ws.compress else RawWsWriter(ws, transport, server)
+    )
 
     async def receive() -> str | bytes:
         while True:

@@ -120,10 +120,7 @@ class EngineASGIApp:
     def _is_engine_path(self, scope: Scope) -> bool:
         path = scope.get("path", "")
         root = scope.get("root_path", "")
-        for candidate in (path, root + path):
-            if candidate.rstrip("/") == self._prefix:
-                return True
-        return False
+        return any(candidate.rstrip("/") == self._prefix for candidate in (path, root + path))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

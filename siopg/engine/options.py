@@ -9,7 +9,7 @@ from typing import Any
 
 from .request import RequestInfo
 
-AllowRequest = Callable[[RequestInfo], None | Awaitable[None]]
+AllowRequest = Callable[[RequestInfo], Awaitable[None] | None]
 
 TRANSPORTS = ("polling", "websocket")
 

@@ -149,10 +149,7 @@ class DefaultEncoder:
             body, buffers = _to_json(data, ptype == 2 or ptype == 3)
         nsp = packet.nsp
         ack_id = packet.id
-        if buffers:
-            head = f"{ptype + 3}{len(buffers)}-"
-        else:
-            head = _TYPE_DIGIT[ptype]
+        head = f"{ptype + 3}{len(buffers)}-" if buffers else _TYPE_DIGIT[ptype]
         if nsp != "/" and nsp:
             head = f"{head}{nsp},"
         if ack_id is not None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]  # msgpack ships no type information
+import msgpack
 
 from .packet import (
     MAX_ACK_ID,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions, SocketDetails
 from siopg.names import RESERVED_EVENTS, check_event_name, check_name
@@ -48,7 +49,7 @@ class BroadcastOperator:
 
     def __init__(
         self,
-        nsp: "Namespace",
+        nsp: Namespace,
         rooms: frozenset[str] = frozenset(),
         except_rooms: frozenset[str] = frozenset(),
         flags: BroadcastFlags = NO_FLAGS,
@@ -65,33 +66,33 @@ class BroadcastOperator:
         return self.nsp.adapter
 
     # modifiers ---------------------------------------------------------------------------
-    def to(self, room: str | Iterable[str]) -> "BroadcastOperator":
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
         rooms = _rooms(room, self.nsp.server.max_room_length)
         return self.__class__(self.nsp, self.rooms | rooms, self.except_rooms, self.flags, self._single)
 
     in_ = to
 
-    def except_(self, room: str | Iterable[str]) -> "BroadcastOperator":
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
         rooms = _rooms(room, self.nsp.server.max_room_length)
         return self.__class__(self.nsp, self.rooms, self.except_rooms | rooms, self.flags, self._single)
 
-    def _with(self, **changes: Any) -> "BroadcastOperator":
+    def _with(self, **changes: Any) -> BroadcastOperator:
         return self.__class__(self.nsp, self.rooms, self.except_rooms, with_flags(self.flags, **changes), self._single)
 
     @property
-    def volatile(self) -> "BroadcastOperator":
+    def volatile(self) -> BroadcastOperator:
         return self._with(volatile=True)
 
-    def compress(self, compress: bool) -> "BroadcastOperator":
+    def compress(self, compress: bool) -> BroadcastOperator:
         """compress(False): with per_message_deflate on, send these frames uncompressed
         (they are compressed by default). Without per_message_deflate: no effect."""
         return self._with(compress=compress)
 
     @property
-    def local(self) -> "BroadcastOperator":
+    def local(self) -> BroadcastOperator:
         return self._with(local=True)
 
-    def timeout(self, seconds: float) -> "BroadcastOperator":
+    def timeout(self, seconds: float) -> BroadcastOperator:
         return self._with(timeout=seconds)
 
     @property
@@ -119,7 +120,7 @@ class BroadcastOperator:
     def send(self, *args: Any) -> Done:
         return self.emit("message", *args)
 
-    def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
+    def emit_with_ack(self, event: str, *args: Any) -> asyncio.Future[Any]:
         """Send and wait for every client's answer: a list (the first ack argument of each).
 
         Raises AckTimeoutError (with `.responses`, the partial answers) after the timeout.
@@ -194,7 +195,7 @@ class BroadcastOperator:
         else:
             count_task = tasks.spawn(self.adapter.server_count(), "broadcast server count")
 
-            def counted(task: "asyncio.Future[int]") -> None:
+            def counted(task: asyncio.Future[int]) -> None:
                 if task.cancelled() or task.exception() is not None:
                     state["servers_expected"] = state["servers_seen"]  # best effort: who answered
                 else:
@@ -253,7 +254,7 @@ class RemoteSocket:
     def _operator(self) -> BroadcastOperator:
         return BroadcastOperator(self.nsp, frozenset((self.id,)), frozenset(), self._flags, single=True)
 
-    def timeout(self, seconds: float) -> "RemoteSocket":
+    def timeout(self, seconds: float) -> RemoteSocket:
         details = SocketDetails(self.id, self.handshake, self.rooms, self.data)
         return RemoteSocket(self.nsp, details, BroadcastFlags(timeout=seconds))
 

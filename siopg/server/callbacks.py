@@ -93,10 +93,7 @@ class Callback:
         if trim and limit is not None and len(args) > limit:
             args = args[:limit]
         try:
-            if ack is not None and self.takes_ack:
-                result = self.fn(*args, ack=ack)
-            else:
-                result = self.fn(*args)
+            result = self.fn(*args, ack=ack) if ack is not None and self.takes_ack else self.fn(*args)
         except Exception:
             logger.exception("error in %s %r", self.what, self.fn)
             return

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from siopg._log import clip
+from siopg.engine import EngineConnection
 from siopg.parser import Packet, PacketType, ParseError
 from siopg.server.errors import TooManyNamespaces
 
@@ -22,13 +24,13 @@ class Client:
 
     __slots__ = ("_connect_timer", "_connecting", "closed", "conn", "decoder", "id", "nsps", "server", "sockets")
 
-    def __init__(self, server: "Server", conn: Any) -> None:
+    def __init__(self, server: Server, conn: EngineConnection) -> None:
         self.server = server
         self.conn = conn
         self.id: str = conn.sid
         self.decoder = server._parser.new_decoder()
-        self.sockets: dict[str, "Socket"] = {}
-        self.nsps: dict[str, "Socket"] = {}
+        self.sockets: dict[str, Socket] = {}
+        self.nsps: dict[str, Socket] = {}
         self._connecting: set[str] | None = None  # namespaces whose CONNECT is being handled
         self.closed = False
         conn.on_message = self._on_message
@@ -124,14 +126,14 @@ class Client:
             self._close("forced server close")
 
     # bookkeeping -------------------------------------------------------------------------
-    def _add_socket(self, socket: "Socket") -> None:
+    def _add_socket(self, socket: Socket) -> None:
         self.sockets[socket.id] = socket
         self.nsps[socket.nsp.name] = socket
         if self._connect_timer is not None:
             self._connect_timer.cancel()
             self._connect_timer = None
 
-    def _remove(self, socket: "Socket") -> None:
+    def _remove(self, socket: Socket) -> None:
         if self.sockets.get(socket.id) is socket:
             del self.sockets[socket.id]
         if self.nsps.get(socket.nsp.name) is socket:
@@ -191,6 +193,6 @@ class Client:
         self.nsps.clear()
         try:
             self.decoder.reset()
-        except Exception:  # pragma: no cover - a decoder without state to drop
+        except Exception:  # noqa: BLE001  # pragma: no cover - a user parser's decoder without state to drop
             pass
         self.server._client_closed(self)

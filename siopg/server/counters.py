@@ -21,7 +21,7 @@ class Metrics:
     #: slots that are settings or caches, not counters
     NOT_COUNTERS = ("max_namespace_labels", "last_scrape")
 
-    __slots__ = (  # noqa: RUF023  (in the dashboard's order: see siopg.dashboard.stats.COUNTERS)
+    __slots__ = (
         "max_namespace_labels",
         "last_scrape",
         "packets_in",

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from siopg._log import clip
-from siopg.adapter.base import BroadcastFlags, RecoveryUnavailable, Session, SocketId
+from siopg.adapter.base import Adapter, BroadcastFlags, RecoveryUnavailable, Session, SocketId
 from siopg.engine.message import OutgoingMessage
 from siopg.names import RESERVED_EVENTS, check_event_name
 from siopg.parser import Packet, PacketType
@@ -35,7 +36,7 @@ NamespaceMatcher = re.Pattern[str] | Callable[[str, dict[str, Any]], Any]
 class Namespace:
     """A communication channel ("/" by default) with its own sockets, rooms and handlers."""
 
-    def __init__(self, server: "Server", name: str, with_adapter: bool = True) -> None:
+    def __init__(self, server: Server, name: str, with_adapter: bool = True) -> None:
         self.server = server
         self.name = name
         self.recovery = server.recovery
@@ -48,7 +49,8 @@ class Namespace:
         self._broadcast_acks: dict[Callable[..., Any], list[tuple[Socket, int]]] = {}
         self._open_broadcasts: set[Callable[[], None]] = set()  # broadcast acks awaiting answers
         self._watchers = 0  # sockets with on_any_outgoing listeners (they force the slow path)
-        self.adapter: Any = server._make_adapter(self) if with_adapter else None
+        if with_adapter:  # a ParentNamespace has none: it matches names; each child has its own
+            self.adapter: Adapter = server._make_adapter(self)
         self._ready: asyncio.Future[None] | None = None
         self._init_started = False
         self._parent: Any = None  # the ParentNamespace that created this one (dynamic namespaces)
@@ -58,7 +60,7 @@ class Namespace:
         return f"<Namespace {self.name!r} sockets={len(self.sockets)}>"
 
     # setup -------------------------------------------------------------------------------
-    def _start_init(self) -> "asyncio.Future[None]":
+    def _start_init(self) -> asyncio.Future[None]:
         """Run `adapter.init()` once (needs a running loop); connections wait for it."""
         if self._ready is None:
             self._ready = asyncio.ensure_future(self.adapter.init())
@@ -123,7 +125,7 @@ class Namespace:
     def send(self, *args: Any) -> Done:
         return self.emit("message", *args)
 
-    def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
+    def emit_with_ack(self, event: str, *args: Any) -> asyncio.Future[Any]:
         return self._operator().emit_with_ack(event, *args)
 
     async def fetch_sockets(self) -> list[Any]:
@@ -168,7 +170,7 @@ class Namespace:
             return await fut
         try:
             return await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AckTimeoutError("operation has timed out") from None
 
     # adapter-facing (NamespaceLike) ------------------------------------------------------
@@ -199,7 +201,9 @@ class Namespace:
             send(messages)
         self.server.metrics.packets_out += len(socket_ids) - missed
 
-    def _deliver_slow(self, packet: Packet, messages: list[OutgoingMessage], socket_ids: Iterable[SocketId], volatile: bool) -> None:
+    def _deliver_slow(
+        self, packet: Packet, messages: list[OutgoingMessage], socket_ids: Iterable[SocketId], volatile: bool
+    ) -> None:
         """Delivery with outgoing listeners or volatile checks (off the common path)."""
         get = self.sockets.get
         count = 0
@@ -288,7 +292,7 @@ class Namespace:
             callback.fire(tasks, rest, reply if ack is not None else None)
 
     # connections -------------------------------------------------------------------------
-    async def _add(self, client: "Client", auth: dict[str, Any], pid: Any = None, offset: Any = None) -> None:
+    async def _add(self, client: Client, auth: dict[str, Any], pid: Any = None, offset: Any = None) -> None:
         """Handle a CONNECT: maybe restore a session, run middlewares, then connect or refuse.
 
         `pid`/`offset` are the recovery credentials the client sent (taken out of `auth`)."""
@@ -300,7 +304,7 @@ class Namespace:
             if self._parent is not None:
                 self._parent._child_emptied(self)
 
-    async def _connect_socket(self, client: "Client", auth: dict[str, Any], pid: Any, offset: Any) -> None:
+    async def _connect_socket(self, client: Client, auth: dict[str, Any], pid: Any, offset: Any) -> None:
         await self._ensure_ready()
         socket = await self._create_socket(client, auth, pid, offset)
         if client.closed:
@@ -318,7 +322,7 @@ class Namespace:
                 return
         self._do_connect(client, socket)
 
-    async def _create_socket(self, client: "Client", auth: dict[str, Any], pid: Any = None, offset: Any = None) -> Socket:
+    async def _create_socket(self, client: Client, auth: dict[str, Any], pid: Any = None, offset: Any = None) -> Socket:
         if self.recovery is not None and isinstance(pid, str):
             offset = offset if isinstance(offset, str) else None
             metrics = self.server.metrics
@@ -378,7 +382,7 @@ class Namespace:
                 return socket
         return Socket(self, client, auth)
 
-    def _do_connect(self, client: "Client", socket: Socket) -> None:
+    def _do_connect(self, client: Client, socket: Socket) -> None:
         if self._preconnect.get(socket.id) is socket:
             del self._preconnect[socket.id]
         self.sockets[socket.id] = socket
@@ -412,6 +416,6 @@ class Namespace:
             logger.exception("closing the adapter of %s failed", clip(self.name))
 
 
-def _log_failure(fut: "asyncio.Future[Any]") -> None:
+def _log_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         logger.error("adapter init failed", exc_info=fut.exception())

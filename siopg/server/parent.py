@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from siopg._log import clip
 from siopg.names import RESERVED_EVENTS, check_event_name
@@ -39,10 +40,12 @@ class ParentNamespace(Namespace):
 
     _count = 0
 
-    def __init__(self, server: "Server", matcher: NamespaceMatcher) -> None:
+    def __init__(self, server: Server, matcher: NamespaceMatcher) -> None:
         ParentNamespace._count += 1
         self.matcher = matcher
-        self._match: Callback | None = None if isinstance(matcher, re.Pattern) else Callback(matcher, "namespace matcher")
+        self._match: Callback | None = (
+            None if isinstance(matcher, re.Pattern) else Callback(matcher, "namespace matcher")
+        )
         self.children: set[Namespace] = set()
         super().__init__(server, f"/_{ParentNamespace._count}", with_adapter=False)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from siopg._log import clip
+from siopg.adapter.base import Adapter
 from siopg.adapter.memory import InMemoryAdapter
-from siopg.engine import EngineOptions, EngineServer
+from siopg.engine import EngineConnection, EngineOptions, EngineServer
 from siopg.engine.asgi import EngineASGIApp
 from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.names import DEFAULT_MAX_NAME_BYTES, check_name
@@ -94,7 +96,7 @@ class Server:
         # `compress(False)` only changes anything when WebSocket frames may be deflated
         self._deflate = bool(per_message_deflate)
         self._adapter_factory: Callable[[Any], Any] = adapter or InMemoryAdapter
-        self._tasks = TaskSet()
+        self._tasks = TaskSet(logger)
         self.metrics = Metrics()
         self._metrics_registry: Any = None  # made on first use (see metrics_registry)
         self._nsps: dict[str, Namespace] = {}
@@ -225,7 +227,7 @@ class Server:
         kind = UncompressedMessage if compress is False and self._deflate else OutgoingMessage
         return [kind(part) for part in self._parser.encoder.encode(packet)]
 
-    def _make_adapter(self, nsp: Namespace) -> Any:
+    def _make_adapter(self, nsp: Namespace) -> Adapter:
         return self._adapter_factory(nsp)
 
     def valid_namespace_name(self, name: object) -> bool:
@@ -317,7 +319,7 @@ class Server:
     def send(self, *args: Any) -> Done:
         return self.sockets.send(*args)
 
-    def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
+    def emit_with_ack(self, event: str, *args: Any) -> asyncio.Future[Any]:
         return self.sockets.emit_with_ack(event, *args)
 
     async def fetch_sockets(self) -> list[Any]:
@@ -342,7 +344,7 @@ class Server:
         return await self.sockets.server_count()
 
     # engine ------------------------------------------------------------------------------
-    def _on_engine_connection(self, conn: Any) -> None:
+    def _on_engine_connection(self, conn: EngineConnection) -> None:
         if self._closing:
             conn.close("server shutting down")
             return
@@ -424,7 +426,7 @@ class Server:
             if message["type"] == "lifespan.startup":
                 try:
                     await self._startup()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported to the ASGI server, which stops
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})

@@ -6,19 +6,20 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from siopg._log import clip
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions, RestoredSession, Session
 from siopg.names import RESERVED_EVENTS, check_event_name, check_name, is_valid_name
 from siopg.parser import Packet, PacketType
-from siopg.server.errors import AckTimeoutError
-from siopg.server.middleware import run_middlewares
 from siopg.server.broadcast import NO_FLAGS, BroadcastOperator, with_flags
 from siopg.server.callbacks import Callback, PendingAck, remove
-from siopg.server.tasks import DONE, Done
+from siopg.server.errors import AckTimeoutError
+from siopg.server.middleware import run_middlewares
 from siopg.server.options import RECOVERABLE_REASONS
+from siopg.server.tasks import DONE, Done
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.client import Client
@@ -112,8 +113,8 @@ class Socket:
 
     def __init__(
         self,
-        nsp: "Namespace",
-        client: "Client",
+        nsp: Namespace,
+        client: Client,
         auth: dict[str, Any],
         restored: RestoredSession | None = None,
         client_offset: str | None = None,
@@ -252,7 +253,7 @@ class Socket:
     def send(self, *args: Any) -> Done:
         return self.emit("message", *args)
 
-    def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
+    def emit_with_ack(self, event: str, *args: Any) -> asyncio.Future[Any]:
         return self._emit_with_ack(event, args, NO_FLAGS)
 
     def _emit(
@@ -285,7 +286,7 @@ class Socket:
             self.client._packet(packet, flags.compress)
         return DONE
 
-    def _emit_with_ack(self, event: str, args: tuple[Any, ...], flags: BroadcastFlags) -> "asyncio.Future[Any]":
+    def _emit_with_ack(self, event: str, args: tuple[Any, ...], flags: BroadcastFlags) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self.connected and self._pending is None:
             fut.set_exception(AckTimeoutError("socket has been disconnected"))
@@ -320,35 +321,35 @@ class Socket:
         for callback in list(self._any_outgoing):
             callback.fire(tasks, data)
 
-    def timeout(self, seconds: float) -> "FlaggedSocket":
+    def timeout(self, seconds: float) -> FlaggedSocket:
         return FlaggedSocket(self, NO_FLAGS)._with(timeout=seconds)
 
     @property
-    def volatile(self) -> "FlaggedSocket":
+    def volatile(self) -> FlaggedSocket:
         return FlaggedSocket(self, NO_FLAGS)._with(volatile=True)
 
-    def compress(self, compress: bool) -> "FlaggedSocket":
+    def compress(self, compress: bool) -> FlaggedSocket:
         """compress(False): with per_message_deflate on, send uncompressed (see BroadcastOperator)."""
         return FlaggedSocket(self, NO_FLAGS)._with(compress=compress)
 
     # broadcasting from this socket (everyone but itself) --------------------------------------
-    def _operator(self, flags: BroadcastFlags = NO_FLAGS) -> "BroadcastOperator":
+    def _operator(self, flags: BroadcastFlags = NO_FLAGS) -> BroadcastOperator:
         return BroadcastOperator(self.nsp, frozenset(), frozenset((self.id,)), flags)
 
     @property
-    def broadcast(self) -> "BroadcastOperator":
+    def broadcast(self) -> BroadcastOperator:
         return self._operator()
 
     @property
-    def local(self) -> "BroadcastOperator":
+    def local(self) -> BroadcastOperator:
         return self._operator().local
 
-    def to(self, room: str | list[str]) -> "BroadcastOperator":
+    def to(self, room: str | list[str]) -> BroadcastOperator:
         return self._operator().to(room)
 
     in_ = to
 
-    def except_(self, room: str | list[str]) -> "BroadcastOperator":
+    def except_(self, room: str | list[str]) -> BroadcastOperator:
         return self._operator().except_(room)
 
     # rooms -------------------------------------------------------------------------------
@@ -464,7 +465,9 @@ class Socket:
             and self.pid
             and not self._persisted_early
         ):
-            self._persisting = self.server._tasks.spawn(self.adapter.persist_session(self._session()), "persist session")
+            self._persisting = self.server._tasks.spawn(
+                self.adapter.persist_session(self._session()), "persist session"
+            )
             self.server.metrics.sessions_persisted += 1
         self._cleanup()
         self.client._remove(self)
@@ -541,33 +544,33 @@ class FlaggedSocket:
         self._socket = socket
         self._flags = flags
 
-    def _with(self, **changes: Any) -> "FlaggedSocket":
+    def _with(self, **changes: Any) -> FlaggedSocket:
         return FlaggedSocket(self._socket, with_flags(self._flags, **changes))
 
-    def timeout(self, seconds: float) -> "FlaggedSocket":
+    def timeout(self, seconds: float) -> FlaggedSocket:
         return self._with(timeout=seconds)
 
     @property
-    def volatile(self) -> "FlaggedSocket":
+    def volatile(self) -> FlaggedSocket:
         return self._with(volatile=True)
 
-    def compress(self, compress: bool) -> "FlaggedSocket":
+    def compress(self, compress: bool) -> FlaggedSocket:
         return self._with(compress=compress)
 
     def emit(self, event: str, *args: Any, callback: Callable[..., Any] | None = None) -> Done:
         return self._socket._emit(event, args, self._flags, callback)
 
-    def emit_with_ack(self, event: str, *args: Any) -> "asyncio.Future[Any]":
+    def emit_with_ack(self, event: str, *args: Any) -> asyncio.Future[Any]:
         return self._socket._emit_with_ack(event, args, self._flags)
 
     @property
-    def broadcast(self) -> "BroadcastOperator":
+    def broadcast(self) -> BroadcastOperator:
         return self._socket._operator(self._flags)
 
-    def to(self, room: str | list[str]) -> "BroadcastOperator":
+    def to(self, room: str | list[str]) -> BroadcastOperator:
         return self._socket._operator(self._flags).to(room)
 
     in_ = to
 
-    def except_(self, room: str | list[str]) -> "BroadcastOperator":
+    def except_(self, room: str | list[str]) -> BroadcastOperator:
         return self._socket._operator(self._flags).except_(room)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from siopg.engine.request import RequestInfo
 from siopg.parser import Packet, PacketType

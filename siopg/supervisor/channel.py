@@ -243,7 +243,7 @@ def recv_messages(sock: socket.socket) -> list[tuple[bytes, int | None]] | None:
         except InterruptedError:
             continue
         if not msg and not fds:
-            return None if not out else out
+            return out if out else None
         if msg[:1] == CONN and len(fds) == 1:
             out.append((msg, fds[0]))
         elif msg[:1] != CONN and not fds:

@@ -84,8 +84,6 @@ def prepare_database(dsn: str, migrate: bool = True) -> str:
         return asyncio.run(go())
     except DatabaseError:
         raise
-    except ImportError as exc:
-        raise DatabaseError(f"the Postgres adapter is not available: {exc}") from exc
     except Exception as exc:
         raise DatabaseError(f"database {redact(dsn)}: {type(exc).__name__}: {exc}") from exc
 
@@ -95,10 +93,8 @@ def _transient(exc: BaseException) -> bool:
     cause = exc.__cause__ if isinstance(exc, DatabaseError) else exc
     if isinstance(cause, (OSError, asyncio.TimeoutError, TimeoutError, ConnectionError)):
         return True
-    try:
-        import asyncpg
-    except ImportError:  # pragma: no cover
-        return False
+    import asyncpg
+
     return isinstance(cause, (asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
                               asyncpg.ConnectionDoesNotExistError))
 

@@ -78,9 +78,12 @@ def _check_partial_request_line(prefix: bytes) -> None:
 def _parse_request_line(line: bytes) -> tuple[str, str]:
     m = _REQUEST_LINE.fullmatch(line)
     if m is None:
-        if line.count(b" ") == 2 and line.rsplit(b" ", 1)[1].startswith(b"HTTP/"):
-            if _REQUEST_LINE.fullmatch(line.rsplit(b" ", 1)[0] + b" HTTP/1.1"):
-                raise HeadError(505, "HTTP Version Not Supported")
+        if (
+            line.count(b" ") == 2
+            and line.rsplit(b" ", 1)[1].startswith(b"HTTP/")
+            and _REQUEST_LINE.fullmatch(line.rsplit(b" ", 1)[0] + b" HTTP/1.1")
+        ):
+            raise HeadError(505, "HTTP Version Not Supported")
         raise HeadError(400, "Bad Request")
     return m.group(1).decode("ascii"), m.group(2).decode("ascii")
 

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from siopg._tasks import TaskSet
 from siopg.supervisor import channel, httphead
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +39,7 @@ def merge(expositions: dict[str, bytes]) -> str:
     for worker, text in expositions.items():
         try:
             parsed = list(text_string_to_metric_families(text.decode("utf-8", "replace")))
-        except Exception:  # a broken exposition loses that worker's samples, not the scrape
+        except Exception:  # noqa: BLE001 - a broken exposition loses that worker's samples, not the scrape
             log.warning("worker %s sent unparsable metrics", worker)
             continue
         for fam in parsed:
@@ -53,7 +54,7 @@ def merge(expositions: dict[str, bytes]) -> str:
             return list(families.values())
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Merged())  # type: ignore[arg-type]
+    registry.register(_Merged())
     return generate_latest(registry).decode()
 
 
@@ -63,8 +64,8 @@ MAX_REPLY = 64 << 20  # bytes of one worker's exposition the supervisor accepts
 class MetricsEndpoint:
     def __init__(
         self,
-        pool: "WorkerPool",
-        router_ref: "Callable[[], Router | None]",
+        pool: WorkerPool,
+        router_ref: Callable[[], Router | None],
         timeout: float = 2.0,
         max_reply: int = MAX_REPLY,
         min_interval: float = 1.0,
@@ -78,7 +79,7 @@ class MetricsEndpoint:
         self._waiting: dict[bytes, tuple[asyncio.Future[None], dict[str, bytes], set[str]]] = {}
         self._partial: dict[tuple[bytes, str], list[bytes]] = {}  # chunks received so far
         self._oversized: set[tuple[bytes, str]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log)  # scrapes being answered
         self._last: tuple[float, str] | None = None
         self._inflight: asyncio.Future[str] | None = None
         self.oversized = 0
@@ -113,9 +114,7 @@ class MetricsEndpoint:
             done.set_result(None)
 
     def serve(self, conn: socket.socket) -> None:
-        task = asyncio.get_running_loop().create_task(self._serve(conn))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._serve(conn), "serve a metrics scrape")
 
     async def _serve(self, conn: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -124,7 +123,7 @@ class MetricsEndpoint:
             head = (f"HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {len(body)}\r\n"
                     "Connection: close\r\n\r\n").encode()
             await asyncio.wait_for(loop.sock_sendall(conn, head + body), 10)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
         except Exception:
             log.exception("serving /metrics failed")
@@ -169,7 +168,7 @@ class MetricsEndpoint:
             if expected:
                 try:
                     await asyncio.wait_for(done, self.timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.warning("metrics: no answer from worker(s) %s", ", ".join(sorted(expected - got.keys())))
         finally:
             del self._waiting[req]

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from siopg._tasks import TaskSet
 from siopg.supervisor import channel, httphead
 from siopg.supervisor.sid import worker_of
 from siopg.supervisor.worker import ENV_APP, ENV_FD, ENV_GRACE, ENV_ID
@@ -53,7 +54,7 @@ class WorkerHandle:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    on_metrics: "Callable[[str, bytes], None] | None" = None
+    on_metrics: Callable[[str, bytes], None] | None = None
 
     def on_message(self, msg: bytes) -> None:
         self.last_seen = time.monotonic()
@@ -110,6 +111,7 @@ class WorkerPool:
         self.on_fatal: Callable[[str], None] = lambda why: None
         self.restarts = 0
         self._watchdog: asyncio.Task[None] | None = None
+        self._tasks = TaskSet(log)  # worker watchers and delayed restarts
         self.on_metrics: Callable[[str, bytes], None] | None = None
 
     # spawning --------------------------------------------------------------------------
@@ -138,7 +140,7 @@ class WorkerPool:
         if take_slot:
             self.slots[slot] = w
         log.info("worker %d starting (slot %d, pid %d)", w.wid, slot, w.pid)
-        loop.create_task(self._watch(w))
+        self._tasks.spawn(self._watch(w), f"watch worker {w.wid}")
         return w
 
     async def start(self) -> None:
@@ -197,7 +199,7 @@ class WorkerPool:
             self._restart_timers.pop(slot, None)
             if not self.stopping and self.slots[slot] is None:
                 self.restarts += 1
-                loop.create_task(self.spawn(slot))
+                self._tasks.spawn(self.spawn(slot), f"restart slot {slot}")
 
         self._restart_timers[slot] = loop.call_later(delay, fire)
 
@@ -304,7 +306,7 @@ class WorkerPool:
         w.signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(w.exited), self.grace + 2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("worker %d did not drain within %.1fs; killing it", w.wid, self.grace)
             w.signal(signal.SIGKILL)
             await w.exited

@@ -13,8 +13,11 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
+from siopg._tasks import TaskSet
 from siopg.runtime import run as run_loop
 from siopg.supervisor import httphead
 from siopg.supervisor.config import SupervisorConfig
@@ -76,7 +79,7 @@ class Supervisor:
         self._done = asyncio.Event()
         self._exit_code = 0
         self._interrupts = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log)  # rolling restarts started by SIGHUP
 
     def route(self, head: httphead.RequestHead, data: bytes, conn: socket.socket) -> bytes | None:
         if head.path in HEALTH_PATHS:
@@ -131,10 +134,8 @@ class Supervisor:
         host, port = self.listener.getsockname()[:2]
         log.info("serving %s on http://%s:%d with %d workers", self.config.app_ref, host, port, self.config.workers)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, object], what: str) -> None:
+        self._tasks.spawn(coro, what)
 
     def _fatal(self, why: str) -> None:
         log.error("%s; stopping", why)
@@ -157,7 +158,7 @@ class Supervisor:
     def _on_hup(self) -> None:
         if not self._done.is_set():
             log.info("SIGHUP: rolling restart")
-            self._spawn(self.pool.rolling_restart())
+            self._spawn(self.pool.rolling_restart(), "rolling restart")
 
     async def _shutdown(self) -> None:
         if self.router is not None:
@@ -165,8 +166,7 @@ class Supervisor:
         await self.pool.stop()
         if self.router is not None:
             self.router.close()
-        for t in list(self._tasks):
-            t.cancel()
+        self._tasks.cancel()
         log.info("stopped")
 
 
@@ -224,7 +224,7 @@ def check(config: SupervisorConfig) -> int:
             raise AppLoadError(f"{config.app_ref} is a {type(obj).__name__}, not a siopg.Server or aiohttp app",
                                config.app_ref)
         log.info("app %s: ok (%s)", config.app_ref, type(obj).__name__)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - `check` reports any failure to load the app, then exits 1
         log.error("app %s: %s", config.app_ref, exc)
         ok = False
     embedded = None

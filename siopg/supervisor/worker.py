@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from siopg._tasks import TaskSet
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.runtime import GC_ENV, AppLoadError, apply_gc_setting, load_app
 from siopg.runtime import run as run_loop
@@ -134,10 +135,8 @@ DB_PROBE_TIMEOUT = 5.0
 
 async def _probe_database(dsn: str, timeout: float) -> str | None:
     """None when `dsn` accepts a connection and answers; else why not (one line)."""
-    try:
-        import asyncpg  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover - the adapter itself will say so
-        return None
+    import asyncpg
+
     try:
         conn = await asyncpg.connect(dsn, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - any failure is "not reachable yet", told in the log
@@ -168,7 +167,7 @@ class _Handoff(asyncio.Protocol):
         transport.set_protocol(inner)
         inner.connection_made(transport)
         if self._pre:
-            inner.data_received(self._pre)  # type: ignore[attr-defined]
+            inner.data_received(self._pre)
 
     def connection_lost(self, exc: Exception | None) -> None:  # only before connection_made
         self._inner.connection_lost(exc)
@@ -184,7 +183,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._closer: Closer | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(log)  # connections being handed to aiohttp
         self._outbox: channel.Outbox | None = None
 
     async def run(self) -> int:
@@ -278,7 +277,9 @@ class Worker:
                 self._accept(msg[1:], fd)
             elif msg[:1] == channel.METRICS_REQUEST:
                 # chunked: an exposition of any size gets through (never one oversized datagram)
-                self._send(channel.chunks(channel.METRICS_MORE, channel.METRICS_REPLY, msg[1:] + b"\n", self._metrics()))
+                self._send(
+                    channel.chunks(channel.METRICS_MORE, channel.METRICS_REPLY, msg[1:] + b"\n", self._metrics())
+                )
 
     def _metrics(self) -> bytes:
         """This worker's Prometheus exposition (the supervisor merges every worker's)."""
@@ -301,15 +302,13 @@ class Worker:
         if runner is None or runner.server is None:
             sock.close()
             return
-        task = asyncio.get_running_loop().create_task(self._adopt(runner.server, sock, pre))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._adopt(runner.server, sock, pre), "adopt a connection")
 
     async def _adopt(self, server: Any, sock: socket.socket, pre: bytes) -> None:
         """Make `sock` one of aiohttp's connections, starting with the bytes already read."""
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: _Handoff(server(), pre), sock)
-        except Exception as exc:  # e.g. the client already reset the connection
+        except Exception as exc:  # noqa: BLE001 - e.g. the client already reset the connection
             log.debug("could not adopt a connection: %s", exc)
             sock.close()
 
@@ -324,7 +323,7 @@ class Worker:
         if self._runner is not None:
             try:
                 await asyncio.wait_for(self._runner.cleanup(), max(0.5, self.grace * 0.25))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("worker %d: connections still open after the grace period; closing them", self.wid)
             except Exception:
                 log.exception("aiohttp cleanup failed")

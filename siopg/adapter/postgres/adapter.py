@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 
 from siopg._log import clip
+from siopg._tasks import TaskSet
 from siopg.adapter.base import NamespaceLike
 from siopg.adapter.cluster import ClusterMessage
 from siopg.adapter.postgres import codec
@@ -132,7 +134,7 @@ class PgCluster:
         self.sessions = SessionWriter(self.uid, options.snapshot_interval, self.report)
         self.pruner = Pruner(options.retention, options.heartbeat_timeout, self._windows)
         self._tasks: list[asyncio.Task[None]] = []
-        self._handler_tasks: set[asyncio.Future[Any]] = set()  # async error handlers running
+        self._handler_tasks = TaskSet(log)  # async error handlers running
         self._lock = asyncio.Lock()
         self.errors = 0
 
@@ -145,10 +147,8 @@ class PgCluster:
             try:
                 result = handler(exc)
                 if asyncio.iscoroutine(result):
-                    task = asyncio.ensure_future(result)
-                    self._handler_tasks.add(task)  # asyncio holds tasks weakly
-                    task.add_done_callback(self._handler_tasks.discard)
-            except Exception:  # noqa: BLE001
+                    self._handler_tasks.spawn(result, "the Postgres adapter's error handler")
+            except Exception:
                 log.exception("error in the Postgres adapter's error handler")
 
     # lifecycle ---------------------------------------------------------------------------
@@ -163,7 +163,9 @@ class PgCluster:
         o = self.options
         pool = await asyncpg.create_pool(
             o.dsn, min_size=1, max_size=o.pool_size, reset=_light_reset,
-            server_settings={"application_name": "siopg", **({} if o.synchronous_commit else {"synchronous_commit": "off"})},
+            server_settings={
+                "application_name": "siopg", **({} if o.synchronous_commit else {"synchronous_commit": "off"})
+            },
         )
         try:
             async with pool.acquire() as conn:

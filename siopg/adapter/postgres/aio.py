@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
-async def cancel_and_wait(tasks: Iterable["asyncio.Task[Any] | None"]) -> None:
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
     """Cancel every task, then wait until each has finished, so none outlives its owner.
 
     The tasks' own CancelledError is expected and swallowed; any other error they end with

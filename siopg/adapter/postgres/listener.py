@@ -17,7 +17,8 @@ import asyncio
 import logging
 import random
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 
@@ -102,7 +103,9 @@ class LogListener:
             # not ours (or forged): harmless, we only read committed rows from the table
             self.bad_notifications += 1
             if self.bad_notifications <= 10 or self.bad_notifications % 1000 == 0:
-                log.warning("ignored a malformed notification on %s from backend %s: %s", channel, pid, clip(repr(payload), 80))
+                log.warning(
+                    "ignored a malformed notification on %s from backend %s: %s", channel, pid, clip(repr(payload), 80)
+                )
             return
         if hint > self.last_id:
             self._wake.set()
@@ -132,7 +135,7 @@ class LogListener:
         try:
             await asyncio.wait_for(reached(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def _run(self) -> None:
@@ -140,7 +143,7 @@ class LogListener:
         while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:

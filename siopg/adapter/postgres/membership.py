@@ -8,7 +8,7 @@ servers that left (`ClusterAdapter.keep_only_servers`).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from siopg._log import clip
 from siopg.adapter.postgres.store import Store
@@ -47,7 +47,9 @@ class Membership:
         for name in names:
             if name not in self._bad_node_rows and len(self._bad_node_rows) < 1000:
                 self._bad_node_rows.add(name)
-                self.report(RuntimeError(f"namespace {clip(name, 100)!s} cannot be heartbeated; other servers do not count it"))
+                self.report(
+                    RuntimeError(f"namespace {clip(name, 100)!s} cannot be heartbeated; other servers do not count it")
+                )
 
     async def others(self, nsp: str) -> set[str]:
         """Ids of the other live servers serving `nsp` (the last heartbeat's view if Postgres

@@ -14,9 +14,9 @@ import argparse
 import asyncio
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import asyncpg
 
@@ -112,7 +112,7 @@ async def _applied_versions(conn: asyncpg.Connection, schema: str) -> set[int]:
     return {r["version"] for r in rows}
 
 
-async def migrate(target: "asyncpg.Connection | str", schema: str = DEFAULT_SCHEMA) -> list[int]:
+async def migrate(target: asyncpg.Connection | str, schema: str = DEFAULT_SCHEMA) -> list[int]:
     """Apply every pending migration in one transaction; returns the versions applied.
 
     `target` is a connection or a DSN. Concurrent callers (several workers starting at once)

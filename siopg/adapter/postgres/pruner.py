@@ -6,7 +6,7 @@ scanned from the oldest id. The counters it keeps are read by siopg.metrics.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from siopg.adapter.postgres.store import LogStats, Store
 

@@ -32,7 +32,7 @@ import logging
 import random
 import uuid
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import asyncpg
 
@@ -152,7 +152,7 @@ class Publisher:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def close(self, timeout: float = 2.0) -> None:

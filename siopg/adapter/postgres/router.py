@@ -8,7 +8,8 @@ logged and skipped, never fatal to the reader.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from siopg._log import clip
 from siopg.adapter.cluster import ClusterMessage

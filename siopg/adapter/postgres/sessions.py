@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from siopg.adapter.postgres import codec
 from siopg.adapter.postgres.store import Store, is_transient
@@ -35,7 +36,7 @@ class SessionWriteError(RuntimeError, SiopgError):
 class Dirty:
     """A live socket's rooms changed (or it connected): snapshot it on the next pass."""
 
-    adapter: "PostgresNamespaceAdapter"
+    adapter: PostgresNamespaceAdapter
     sid: str
 
 
@@ -43,7 +44,7 @@ class Dirty:
 class Forget:
     """A socket left: delete its live snapshot after FORGET_GRACE unless it is kept."""
 
-    adapter: "PostgresNamespaceAdapter"
+    adapter: PostgresNamespaceAdapter
     sid: str
     pid: str
     at: float
@@ -117,7 +118,7 @@ class SessionWriter:
         """True once nothing is queued (False: still pending after `timeout`)."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 
@@ -149,7 +150,7 @@ class SessionWriter:
                 self._idle.set()
             try:
                 await asyncio.wait_for(self._wake.wait(), min(self.snapshot_interval, self.FORGET_GRACE))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             if not self._ops:
@@ -192,7 +193,7 @@ class SessionWriter:
                     start = i + 1
                     _resolve([op])
             await self._write_snapshots(dirty, forget)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if not is_transient(exc):
                 raise
             if not self._failing:
@@ -238,7 +239,7 @@ class SessionWriter:
             await self.store.persist(
                 op.pid, op.sid, op.nsp, op.rooms, op.data, op.offset, op.joined, self.uid, op.ttl
             )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_transient(exc):
                 raise
             self.report(SessionWriteError(f"session of socket {op.sid} in {_short(op.nsp)} not saved: {_short(exc)}"))
@@ -268,7 +269,7 @@ class SessionWriter:
             return
         try:
             await self.store.snapshot(rows, pids, self.uid)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_transient(exc):
                 raise
             # a value Postgres refuses (finding 1 of issue 7): isolate the bad rows by bisection
@@ -284,7 +285,7 @@ class SessionWriter:
         try:
             await self.store.snapshot(rows, [], self.uid)
             return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_transient(exc):
                 raise
             if len(rows) == 1:

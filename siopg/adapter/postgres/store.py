@@ -133,13 +133,12 @@ class Store:
         One transaction, forget first: a pid both forgotten and re-snapshotted (a socket that
         left and was restored here) ends up present.
         """
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                if forget:
-                    await conn.execute(self._forget_sql, forget, owner)
-                if rows:
-                    cols = list(zip(*rows))
-                    await conn.execute(self._snapshot_sql, *cols, owner)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if forget:
+                await conn.execute(self._forget_sql, forget, owner)
+            if rows:
+                cols = list(zip(*rows, strict=True))
+                await conn.execute(self._snapshot_sql, *cols, owner)
 
     async def read_session(self, conn: asyncpg.Connection, pid: str, nsp: str, heartbeat_timeout: float,
                            window: float) -> Any:

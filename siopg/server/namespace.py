@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from siopg._log import clip
+from siopg._log import clip, no_session
 from siopg.adapter.base import Adapter, BroadcastFlags, RecoveryUnavailable, Session, SocketId
 from siopg.engine.message import OutgoingMessage
 from siopg.names import RESERVED_EVENTS, check_event_name
@@ -350,6 +350,7 @@ class Namespace:
                 return Socket(self, client, auth)
             except Exception:
                 logger.exception("restoring session failed; starting a fresh one")
+                no_session(pid, "restore raised")
                 restored = None
             if restored is not None and client.closed:
                 # gone while restoring: put the (consumed) session back for the next attempt
@@ -358,6 +359,7 @@ class Namespace:
                     join_offsets=restored.join_offsets,
                 )
                 await self.adapter.persist_session(session)
+                no_session(pid, "client gone while restoring (session put back)")
                 restored = None
             if restored is not None:
                 metrics.recoveries_succeeded += 1
@@ -380,6 +382,8 @@ class Namespace:
                 socket._pending = []
                 self._preconnect[socket.id] = socket
                 return socket
+        if self.recovery is not None and pid is not None and not isinstance(pid, str):
+            no_session(pid, "pid is not a string")
         return Socket(self, client, auth)
 
     def _do_connect(self, client: Client, socket: Socket) -> None:

@@ -86,7 +86,8 @@ async def run_scenario(pg: PrivatePostgres, name: str, fault: Fault, *, clients:
     control = Path(tempfile.mkstemp(prefix="siopg-faults-ctl-")[1])
     pg_proxy = await FaultProxy(pg.upstream()).start()
     serve = Serve(f"postgresql://postgres@127.0.0.1:{pg_proxy.port}/{db}", 2, env={
-        "SIOPG_FAULTS_CONTROL": str(control), "SIOPG_FAULTS_RATE": str(rate), "SIOPG_FAULTS_WINDOW": str(WINDOW)})
+        "SIOPG_FAULTS_CONTROL": str(control), "SIOPG_FAULTS_RATE": str(rate), "SIOPG_FAULTS_WINDOW": str(WINDOW),
+        "SIOPG_LOG_RECOVERY": "1"})  # why a restore found no session, in the log kept below
     client_proxy: FaultProxy | None = None
     fleet: Fleet | None = None
     try:
@@ -111,6 +112,9 @@ async def run_scenario(pg: PrivatePostgres, name: str, fault: Fault, *, clients:
         scene.log(f"{name}: {json.dumps(summary, default=str)[:3000]}")
         if summary["clients_hurt"] or summary["double_published"]:
             scene.log("server log tail:\n" + "\n".join(line[:300] for line in serve.lines[-30:]))
+            scene.log(f"server log kept in {_keep_log(name, serve.lines)}")
+            why = [line[:300] for line in serve.lines if "no session for pid" in line]
+            scene.log(f"restores that found no session ({len(why)}):\n" + "\n".join(why[:50]))
         return verdict
     finally:
         if fleet is not None:
@@ -121,6 +125,13 @@ async def run_scenario(pg: PrivatePostgres, name: str, fault: Fault, *, clients:
         await pg_proxy.close()
         control.unlink(missing_ok=True)
         await _drop_database(pg, db)
+
+
+def _keep_log(name: str, lines: list[str]) -> Path:
+    """Write the whole server log to a temp file (kept after a failed scenario, for reading)."""
+    kept = Path(tempfile.mkstemp(prefix=f"siopg-faults-{name}-", suffix=".log")[1])
+    kept.write_text("\n".join(lines) + "\n")
+    return kept
 
 
 # faults ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from siopg._log import no_session
 from siopg.adapter.base import NamespaceLike, RecoveryUnavailable, RestoredSession, Session
 from siopg.adapter.cluster import ClusterAdapter, ClusterMessage, MessageType
 from siopg.adapter.postgres import codec
@@ -269,13 +270,16 @@ class PostgresNamespaceAdapter(ClusterAdapter):
     async def restore_session(self, pid: str, offset: str | None) -> RestoredSession | None:
         c = self.cluster
         if self.window is None or c.store is None or c.listener is None:
+            no_session(pid, "recovery off or the adapter is not started")
             return None
         if not isinstance(pid, str) or not 0 < len(pid) <= 128 or "\x00" in pid or not _encodable(pid):
+            no_session(pid, "malformed pid")
             return None
         client_offset: int | None = None
         if offset is not None:
             client_offset = parse_offset(offset)
             if client_offset is None:
+                no_session(pid, "malformed offset")
                 return None  # not an offset we hand out: forged or garbled
         # Postgres unreachable: wait for it up to restore_timeout, then tell the server to
         # close the client's connection (it comes back later), never a fresh session instead
@@ -293,6 +297,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             except Exception as exc:  # noqa: BLE001
                 if not is_transient(exc):
                     c.report(exc)  # a bug or a value Postgres refuses: a fresh session, not a crash
+                    no_session(pid, "restore failed: %s", type(exc).__name__)
                     return None
                 if loop.time() + delay >= deadline or c.store is None:
                     if not isinstance(exc, _ReaderBehind):  # a slow reader is no error to report
@@ -332,6 +337,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             # this process has not read that far yet: wait, or the live stream would repeat
             # rows the replay already holds (a forged offset is refused without waiting)
             if not await store.offset_exists(c.pool, client_offset, self.nsp.name):
+                no_session(pid, "offset %s ahead of the reader and not in the log", client_offset)
                 return None
             if not await listener.wait_for(client_offset, _wait_left(loop, deadline)):
                 _raise_if_reader_down(listener)
@@ -357,6 +363,11 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                     session = await store.read_session(conn, pid, self.nsp.name, c.options.heartbeat_timeout, window)
                     if session is None or not session["valid"]:
                         await tx.rollback()
+                        if session is None:
+                            no_session(pid, "no session row")
+                        else:
+                            no_session(pid, "session row expired (live=%s owner=%s alive=%s)",
+                                       session["live"], session["owner"], session["owner_alive"])
                         return None
                     if session["live"] and session["owner"] not in asked and (
                         session["owner"] == self.uid or session["owner_alive"]
@@ -372,10 +383,12 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                             base = start  # nothing older than the session itself
                         if base is None or base < await store.pruned_through(conn):
                             await tx.rollback()
+                            no_session(pid, "offset %s pruned or unknown (session offset %s)", base, session["offset"])
                             return None  # packets after that offset may be gone: cannot recover exactly
                         if client_offset is not None and client_offset == base and client_offset != session["offset"]:
                             if not await store.offset_exists(conn, client_offset, self.nsp.name):
                                 await tx.rollback()  # refused without using up the session
+                                no_session(pid, "offset %s is no packet of this namespace", client_offset)
                                 return None  # not a packet of this namespace
                         if base > upto:
                             await tx.rollback()  # keep the session; wait for the reader, then retry

@@ -283,7 +283,7 @@ class ClusterAdapter(Adapter):
             if len(self._wire_warned) >= 10_000:  # bounded: a warning may repeat, memory may not grow
                 self._wire_warned.clear()
             self._wire_warned.add(socket.id)
-            log.warning("fetch_sockets: socket %s described with None for what the cluster cannot carry: %s",
+            log.warning("fetch_sockets: socket %s sent with None in place of what the cluster cannot carry: %s",
                         socket.id, clip(", ".join(replaced), 200))
         return fixed
 

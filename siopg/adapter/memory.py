@@ -5,7 +5,8 @@ is a `RoomIndex` (rooms.py), which cluster adapters use too, by composition.
 
 Recovery (when the namespace has `recovery` options): every eligible packet (EVENT, no ack id,
 not volatile) gets the next offset (a decimal string, monotonic) appended as its last data
-argument and is kept in a log for `max_disconnection_duration`. Compared with socket.io's
+argument and is kept in a log for `max_disconnection_duration` plus how long a dead
+connection can go unnoticed (the server's pings + 2 s). Compared with socket.io's
 SessionAwareAdapter:
   * a session persisted before the client received any event still recovers: the session
     keeps the log head of when the socket connected (its `offset`), used when the client
@@ -13,7 +14,9 @@ SessionAwareAdapter:
   * replayed packets keep their offsets and a session is consumed by its restore, so a packet
     is never replayed twice;
   * expiry pops from the head of the log and of the session table (both are in time order),
-    so pruning costs O(expired) and needs no timer;
+    so pruning costs O(expired) and needs no timer; a client quiet for longer than the log
+    keeps still recovers (pruned packets went to its live connection), a restore is refused
+    only if a packet it may have missed was pruned;
   * a replay holds only what the client could have been sent: each socket's join offset per
     room is kept (the log head when it joined; its own room's is the session start), a client
     offset older than the session start is clamped to it, and a packet to rooms is replayed

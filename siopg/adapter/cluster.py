@@ -180,6 +180,7 @@ class ClusterAdapter(Adapter):
         self._closed = False
         self._timers: set[asyncio.TimerHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wire_warned: set[SocketId] = set()  # sockets whose description needed carryable()
 
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
         """call_later that close() cancels (no timer outlives the adapter)."""
@@ -213,6 +214,7 @@ class ClusterAdapter(Adapter):
 
     def delete_all(self, sid: SocketId) -> None:
         self.index.delete_all(sid)
+        self._wire_warned.discard(sid)
 
     def join_offsets(self, sid: SocketId) -> dict[Room, str] | None:
         joins = self.index.joins
@@ -268,18 +270,22 @@ class ClusterAdapter(Adapter):
         """Raise when the transport cannot carry `value` (default: it carries anything).
         Transports that serialise (msgpack for Postgres) override it."""
 
-    def _wire_details(self, socket: Any) -> dict[str, Any] | None:
-        """`describe_socket(socket)` if the transport can carry it; else the same with
-        data=None (its data is the app's, e.g. a datetime); None if even that fails."""
+    def _wire_details(self, socket: Any) -> dict[str, Any]:
+        """`describe_socket(socket)` as the transport can carry it: a value it cannot carry
+        (a client's auth holding a msgpack Date or a JSON integer over 64 bits, a datetime the
+        app stored in `data`) is replaced by None, at the deepest level that holds it, so the
+        socket is always listed with everything else intact. Reported once per socket."""
         details = describe_socket(socket)
-        for attempt in (details, {**details, "data": None}):
-            try:
-                self.wire_check(attempt)
-                return attempt
-            except Exception as exc:  # noqa: BLE001 - one socket's value, not the answer
-                log.warning("fetch_sockets: socket %s %s: %s", socket.id,
-                            "sent with data=None" if attempt is details else "left out", clip(str(exc), 200))
-        return None
+        if _accepts(self.wire_check, details):
+            return details
+        fixed, replaced = carryable(details, self.wire_check)
+        if socket.id not in self._wire_warned:
+            if len(self._wire_warned) >= 10_000:  # bounded: a warning may repeat, memory may not grow
+                self._wire_warned.clear()
+            self._wire_warned.add(socket.id)
+            log.warning("fetch_sockets: socket %s sent with None in place of what the cluster cannot carry: %s",
+                        socket.id, clip(", ".join(replaced), 200))
+        return fixed
 
     def publish_response(self, requester: str, type_: MessageType, data: dict[str, Any]) -> None:
         self.do_publish(self._message(type_, data, target=requester))
@@ -506,7 +512,7 @@ class ClusterAdapter(Adapter):
             opts = decode_opts(data.get("opts"))
             # each socket on its own: one socket whose data the transport cannot carry (a
             # datetime the app stored) must not sink the whole answer (issue 7, red team)
-            sockets = [d for s in self.index.local_sockets(opts) if (d := self._wire_details(s)) is not None]
+            sockets = [self._wire_details(s) for s in self.index.local_sockets(opts)]
             self.publish_response(
                 message.uid, MessageType.FETCH_SOCKETS_RESPONSE, {"requestId": str(data["requestId"]), "sockets": sockets}
             )
@@ -613,3 +619,57 @@ def describe_socket(socket: Any) -> dict[str, Any]:
         if hasattr(hs, name)
     }
     return {"id": socket.id, "handshake": handshake, "rooms": sorted(socket.rooms), "data": socket.data}
+
+
+_MAX_CARRY_DEPTH = 32
+
+
+def _accepts(check: Callable[[Any], object], value: Any) -> bool:
+    """True unless `check(value)` raises (the transport's refusal, whatever its type)."""
+    try:
+        check(value)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+def carryable(value: Any, check: Callable[[Any], object], path: str = "", depth: int = 0) -> tuple[Any, list[str]]:
+    """`value` with every part `check` refuses replaced by None, and the paths replaced.
+
+    Dicts and lists are walked so only the offending leaves go (a dict key the transport
+    cannot carry drops its entry); past _MAX_CARRY_DEPTH levels a refused subtree goes whole.
+    Called only after `check(value)` failed, so its cost is paid by the rare bad value.
+    """
+    if _accepts(check, value):
+        return value, []
+    if depth < _MAX_CARRY_DEPTH and isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        replaced: list[str] = []
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not _accepts(check, key):
+                replaced.append(where)
+                continue
+            out[key], more = carryable(item, check, where, depth + 1)
+            replaced.extend(more)
+        return out, replaced
+    if depth < _MAX_CARRY_DEPTH and isinstance(value, (list, tuple)):
+        items: list[Any] = []
+        replaced = []
+        for i, item in enumerate(value):
+            fixed, more = carryable(item, check, f"{path}[{i}]", depth + 1)
+            items.append(fixed)
+            replaced.extend(more)
+        return items, replaced
+    return None, [path or "(value)"]
+
+
+def ping_bound(nsp: Any) -> float | None:
+    """`ping_interval + ping_timeout` of the server owning `nsp`: how long a dead client
+    connection can go unnoticed (duck-typed: the adapter layer never imports the server).
+    None when it cannot be read (a namespace stand-in, another server class)."""
+    options = getattr(getattr(getattr(nsp, "server", None), "engine", None), "options", None)
+    interval, timeout = getattr(options, "ping_interval", None), getattr(options, "ping_timeout", None)
+    if isinstance(interval, (int, float)) and isinstance(timeout, (int, float)) and interval >= 0 and timeout >= 0:
+        return float(interval) + float(timeout)
+    return None

@@ -5,7 +5,8 @@ is a `RoomIndex` (rooms.py), which cluster adapters use too, by composition.
 
 Recovery (when the namespace has `recovery` options): every eligible packet (EVENT, no ack id,
 not volatile) gets the next offset (a decimal string, monotonic) appended as its last data
-argument and is kept in a log for `max_disconnection_duration`. Compared with socket.io's
+argument and is kept in a log for `max_disconnection_duration` plus how long a dead
+connection can go unnoticed (the server's pings + 2 s). Compared with socket.io's
 SessionAwareAdapter:
   * a session persisted before the client received any event still recovers: the session
     keeps the log head of when the socket connected (its `offset`), used when the client
@@ -13,7 +14,9 @@ SessionAwareAdapter:
   * replayed packets keep their offsets and a session is consumed by its restore, so a packet
     is never replayed twice;
   * expiry pops from the head of the log and of the session table (both are in time order),
-    so pruning costs O(expired) and needs no timer;
+    so pruning costs O(expired) and needs no timer; a client quiet for longer than the log
+    keeps still recovers (pruned packets went to its live connection), a restore is refused
+    only if a packet it may have missed was pruned;
   * a replay holds only what the client could have been sent: each socket's join offset per
     room is kept (the log head when it joined; its own room's is the session start), a client
     offset older than the session start is clamped to it, and a packet to rooms is replayed
@@ -38,6 +41,7 @@ from siopg.adapter.base import (
     Session,
     SocketId,
 )
+from siopg.adapter.cluster import ping_bound
 from siopg.adapter.rooms import ROOM_EVENTS, RoomIndex, RoomListener, parse_joins
 from siopg.parser import Packet, PacketType
 
@@ -85,6 +89,13 @@ class InMemoryAdapter(Adapter):
         self._log: deque[_LogEntry] = deque()
         self._next_offset = 1  # offsets start at 1; "0" means "before anything"
         self._sessions: dict[str, tuple[Session, float]] = {}  # pid -> (session, persisted at); time order
+        # How long a dead client connection can go unnoticed: the server's pings plus a margin.
+        # The log keeps window + this, and a restore is refused only if a pruned packet was
+        # logged after the client was last known to receive (see restore_session).
+        ping = ping_bound(nsp)
+        self._dead_transport = ping + 2.0 if ping is not None else 60.0
+        self._pruned_through = 0  # newest offset pruned from the log
+        self._pruned_at = float("-inf")  # when the newest pruned packet was logged (monotonic)
 
     # room events -------------------------------------------------------------------------
     def on(self, event: str, handler: RoomListener) -> RoomListener:
@@ -216,15 +227,17 @@ class InMemoryAdapter(Adapter):
         except ValueError:
             return None
         head = self._next_offset - 1
-        first = self._log[0].offset if self._log else self._next_offset
         if base > head or base < 0:
             return None  # not an offset of this log (another process or a forged value)
         joins = parse_joins(session.join_offsets)
         start = joins.get(session.sid) if joins else None
         if start is not None and base < start:
             base = start  # nothing from before the session itself, whatever offset is named
-        if base < first - 1 and offset is not None:
-            return None  # packets after the client's offset have expired: cannot recover exactly
+        if base < self._pruned_through and self._pruned_at >= found[1] - self._dead_transport:
+            # packets after the base are gone, and one was logged after the client's connection
+            # was last known alive (its disconnect minus how long a dead one goes unnoticed):
+            # it may have missed it. Older ones went to a live connection: it has those.
+            return None
         # With no client offset the client got no offset-bearing event since `session.offset`,
         # so every stored packet after it that matches the rooms is missed.
         missed = []
@@ -245,10 +258,13 @@ class InMemoryAdapter(Adapter):
 
     def _prune_log(self, now: float) -> None:
         assert self._window is not None
-        threshold = now - self._window
+        # window + how long a dead connection goes unnoticed: a session inside its window
+        # never finds a packet pruned that it could have missed
+        threshold = now - self._window - self._dead_transport
         log = self._log
         while log and log[0].at < threshold:
-            log.popleft()
+            entry = log.popleft()
+            self._pruned_through, self._pruned_at = entry.offset, entry.at
 
     def _prune_sessions(self, now: float) -> None:
         assert self._window is not None

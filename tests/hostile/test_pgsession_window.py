@@ -39,10 +39,11 @@ async def test_window_counts_from_the_last_heartbeat_plus_its_timeout(procs: Any
         await db.execute(f"UPDATE {q}.nodes SET last_seen = now() - interval '61 seconds' WHERE uid = $1",
                          row["owner"])
         await db.execute(f"UPDATE {q}.packets SET created_at = now() - interval '61 seconds'")
-        # a prune with the retention an adapter of this cluster computes (window 60 + timeout)
+        # a prune with the retention an adapter of this cluster computes (window 60 + timeout
+        # + how long a dead connection goes unnoticed)
         pruner = await nodes("P", heartbeat_timeout=2.0)
         cluster = pruner.factory.cluster
-        assert cluster.retention() == 60.0 + 2.0
+        assert cluster.retention() == 60.0 + 2.0 + cluster.dead_transport_bound()
         await cluster.store.prune(cluster.retention(), 3600)
         proxy.target = b.port
         await eventually(lambda: _disconnected(c), timeout=5)

@@ -24,7 +24,6 @@ from typing import Any
 
 import aiohttp
 import msgpack
-import pytest
 
 from .redteam_support import Raw, rt_procs, schema  # noqa: F401  (fixtures)
 
@@ -70,7 +69,6 @@ class MsgpackRaw:
             assert not isinstance(p, str), f"connection ended: {p}"
 
 
-@pytest.mark.xfail(strict=True, reason="FETCH_SOCKETS_RESPONSE packed as one message (cluster.py/codec.py)")
 async def test_msgpack_date_in_auth_breaks_fetch_sockets_elsewhere(rt_procs: Any, monkeypatch: Any) -> None:  # noqa: F811
     monkeypatch.setenv("SIOPG_TEST_PARSER", "msgpack")
     a, b = await rt_procs("A"), await rt_procs("B")
@@ -84,7 +82,6 @@ async def test_msgpack_date_in_auth_breaks_fetch_sockets_elsewhere(rt_procs: Any
         assert attacker.reply["data"]["sid"] in answer["ids"]
 
 
-@pytest.mark.xfail(strict=True, reason="FETCH_SOCKETS_RESPONSE packed as one message (cluster.py/codec.py)")
 async def test_huge_int_in_auth_breaks_fetch_sockets_elsewhere(rt_procs: Any) -> None:  # noqa: F811
     a, b = await rt_procs("A"), await rt_procs("B")
     async with aiohttp.ClientSession() as s:

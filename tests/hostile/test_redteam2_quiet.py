@@ -26,12 +26,10 @@ import json
 from typing import Any
 
 import aiohttp
-import pytest
 
 from .redteam_support import Raw, rt_procs, schema  # noqa: F401  (fixtures)
 
 
-@pytest.mark.xfail(strict=True, reason="quiet long-lived session: base offset older than pruned_through (namespace.py)")
 async def test_quiet_client_older_than_retention_recovers(rt_procs: Any, monkeypatch: Any) -> None:  # noqa: F811
     # window 3 s, heartbeat_timeout 2 s: packets are kept 5 s; pruning every 0.5 s
     monkeypatch.setenv("SIOPG_TEST_WINDOW", "3")

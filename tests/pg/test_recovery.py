@@ -46,6 +46,10 @@ async def _more_sessions(pg_dsn: str, schema: str, before: int) -> bool:
     return await sessions(pg_dsn, schema) > before
 
 
+async def _packets(conn: asyncpg.Connection, q: str, count: int) -> bool:
+    return await conn.fetchval(f"SELECT count(*) FROM {q}.packets") >= count
+
+
 async def _has_session(pg_dsn: str, schema: str, sid: str) -> bool:
     conn = await asyncpg.connect(pg_dsn)
     try:
@@ -183,9 +187,12 @@ async def test_expired_or_pruned_sessions(nodes: Any, js: Any, proxy: SwitchProx
         await drop(c, pg_dsn, schema, i)
     await conn.execute(f"UPDATE {q}.sessions SET expires_at = now() - interval '1 second'"
                        f" WHERE sid = (SELECT min(sid) FROM {q}.sessions)")
-    # the other one: its packets were pruned away
-    await conn.execute(f"UPDATE {q}.packets SET created_at = now() - interval '1 hour'")
-    pruned = await a.factory.cluster.store.prune(retention=60, node_ttl=3600)
+    # the other one: a packet it missed (written after its connection was last known alive,
+    # i.e. after its disconnect minus dead_transport_bound) was pruned away
+    await a.io.emit("ev", 2)
+    await eventually(lambda: _packets(conn, q, 2))
+    await conn.execute(f"UPDATE {q}.packets SET created_at = now() - interval '2 seconds'")
+    pruned = await a.factory.cluster.store.prune(retention=1, node_ttl=3600)
     assert pruned.packets >= 1 and pruned.sessions == 1
     assert await conn.fetchval(f"SELECT pruned_through FROM {q}.log_state") >= 1
     proxy.target = b.port

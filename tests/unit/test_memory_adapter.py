@@ -155,6 +155,7 @@ async def test_restore_with_unknown_offset_is_fresh(offset: str) -> None:
 
 async def test_expiry_of_sessions_and_log() -> None:
     a = recovering(window=0.05)
+    a._dead_transport = 0.0  # no server pings here: the log keeps just the window
     await a.persist_session(Session("s", "p", "/", ["s"], None, offset="0"))
     for i in range(100):
         a.broadcast(event("x", i), opts())
@@ -162,9 +163,7 @@ async def test_expiry_of_sessions_and_log() -> None:
     a.broadcast(event("fresh"), opts())
     assert len(a._log) == 1  # expired entries pruned from the head on append
     assert await a.restore_session("p", "0") is None  # expired session
-    await a.persist_session(Session("t", "q", "/", ["t"], None, offset="0"))
-    # the client's offset points before the log's start: its packets are gone, no recovery
-    assert await a.restore_session("q", "5") is None
+    # (a base offset older than the log's start: tests/hostile/test_fix3_quiet.py)
 
 
 async def test_sessions_prune_in_time_order() -> None:

@@ -47,6 +47,8 @@ from siopg.adapter.postgres.store import LogStats, Store
 __all__ = ["PgCluster", "PostgresAdapter", "PostgresNamespaceAdapter", "SessionWriteError"]
 
 log = logging.getLogger("siopg.adapter.postgres")
+# how long a dead client connection may go unnoticed when the server's ping settings are unknown
+DEFAULT_DEAD_TRANSPORT_BOUND = 60.0
 
 ErrorHandler = Callable[[BaseException], Any]
 
@@ -68,6 +70,13 @@ class PostgresAdapter:
     that may exist); `takeover_timeout` (1): how long a recovery waits for the server holding
     the session live to hand it over (a pid presented while its socket is connected elsewhere:
     that socket's connection is closed) before that server is taken for dead.
+    `dead_transport_bound`: how long (seconds) a client's dead connection can go unnoticed,
+    i.e. how long before its disconnect it was last known to receive what it was sent. None
+    (default): the server's `ping_interval + ping_timeout` plus `heartbeat_interval` + 2 s
+    (the log reader's polling lag and write delays), 52 s with the defaults; 60 s when the
+    server's ping settings cannot be read. Packets are kept `window + heartbeat_timeout +`
+    this bound, and a recovery after pruning is refused only if a pruned packet was written
+    after that moment (see the adapter README, "Quiet sessions and pruning").
     `synchronous_commit=False` skips the WAL flush wait of each publish (a few ms of latency
     per batch on most disks); the price: if PostgreSQL itself crashes (a clean restart is
     fine), the last fraction of a second of packets may be lost and their offsets reused,
@@ -93,6 +102,7 @@ class PostgresAdapter:
         synchronous_commit: bool = True,
         restore_timeout: float = 5.0,
         takeover_timeout: float = 1.0,
+        dead_transport_bound: float | None = None,
     ) -> None:
         self.dsn = dsn
         self.schema = validate_schema(schema)
@@ -109,6 +119,9 @@ class PostgresAdapter:
         self.synchronous_commit = synchronous_commit
         self.restore_timeout = restore_timeout
         self.takeover_timeout = takeover_timeout
+        if dead_transport_bound is not None and not dead_transport_bound > 0:
+            raise ValueError("dead_transport_bound must be a positive number of seconds (or None)")
+        self.dead_transport_bound = dead_transport_bound
         self.uid = secrets.token_hex(8)
         self.cluster = PgCluster(self)
 
@@ -132,7 +145,7 @@ class PgCluster:
         self.router = LogRouter(self.uid, self.adapters)
         self.membership = Membership(self.uid, options.heartbeat_timeout, self.report)
         self.sessions = SessionWriter(self.uid, options.snapshot_interval, self.report)
-        self.pruner = Pruner(options.retention, options.heartbeat_timeout, self._windows)
+        self.pruner = Pruner(options.retention, options.heartbeat_timeout, self._windows, self.dead_transport_bound)
         self._tasks: list[asyncio.Task[None]] = []
         self._handler_tasks = TaskSet(log)  # async error handlers running
         self._lock = asyncio.Lock()
@@ -239,6 +252,16 @@ class PgCluster:
     # retention and pruning (pruner.py) ---------------------------------------------------
     def _windows(self) -> list[float]:
         return [a.window for a in self.adapters.values() if a.window is not None]
+
+    def dead_transport_bound(self) -> float:
+        """How long a client's dead connection can go unnoticed (the option, or derived from
+        the servers' ping settings of the namespaces served: the longest; see PostgresAdapter)."""
+        if self.options.dead_transport_bound is not None:
+            return self.options.dead_transport_bound
+        pings = [p for a in self.adapters.values() if (p := a.ping_bound()) is not None]
+        if not pings:
+            return DEFAULT_DEAD_TRANSPORT_BOUND
+        return max(pings) + self.options.heartbeat_interval + 2.0
 
     def retention(self) -> float:
         """How long packets are kept (see `Pruner.retention`)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from siopg.adapter.cluster import ClusterMessage, MessageType
+from siopg.adapter.cluster import ClusterMessage, MessageType, carryable
 
 
 def _default(value: Any) -> Any:
@@ -30,6 +30,18 @@ def pack(value: Any) -> bytes:
     # refusing them would drop whole cluster messages (a fetch_sockets answer listing every
     # socket of a server, a session snapshot) because of one client. unpack() reverses it.
     return msgpack.packb(value, use_bin_type=True, default=_default, datetime=False, unicode_errors="surrogatepass")
+
+
+def pack_state(value: Any) -> tuple[bytes, list[str]]:
+    """Pack a socket's state (its `data` in a session row): what msgpack cannot carry is
+    replaced by None (see `carryable`) instead of losing the whole session; returns the paths
+    replaced. `pack` itself stays exact (an emit's arguments are carried as they are or the
+    emit is refused, loudly): see the adapter README, "Values the cluster cannot carry"."""
+    try:
+        return pack(value), []
+    except (TypeError, ValueError, OverflowError):
+        fixed, replaced = carryable(value, pack)
+        return pack(fixed), replaced
 
 
 def unpack(raw: bytes) -> Any:

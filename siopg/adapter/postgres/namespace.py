@@ -16,7 +16,7 @@ import asyncpg
 
 from siopg._log import no_session
 from siopg.adapter.base import NamespaceLike, RecoveryUnavailable, RestoredSession, Session
-from siopg.adapter.cluster import ClusterAdapter, ClusterMessage, MessageType
+from siopg.adapter.cluster import ClusterAdapter, ClusterMessage, MessageType, ping_bound
 from siopg.adapter.postgres import codec
 from siopg.adapter.postgres.listener import LogListener
 from siopg.adapter.postgres.sessions import Dirty, Forget, Persist, parse_offset
@@ -95,6 +95,11 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             "refused": publisher.refused,
             "dropped": publisher.dropped,
         }
+
+    def ping_bound(self) -> float | None:
+        """`ping_interval + ping_timeout` of this namespace's server (how long a dead client
+        connection can go unnoticed), read without importing the server; None if unknown."""
+        return ping_bound(self.nsp)
 
     async def other_server_ids(self) -> set[str]:
         return await self.cluster.membership.others(self.nsp.name)
@@ -178,7 +183,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
         assert self.window is not None
         joins = _session_joins(session.join_offsets)
         try:
-            data = codec.pack(session.data)
+            data = self.cluster.sessions.pack_data(session.sid, session.data)
         except Exception as exc:  # noqa: BLE001 - the client will just get a fresh session
             self.cluster.report(exc)
             return
@@ -360,7 +365,9 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                 tx = conn.transaction(isolation="repeatable_read")
                 await tx.start()
                 try:
-                    session = await store.read_session(conn, pid, self.nsp.name, c.options.heartbeat_timeout, window)
+                    session = await store.read_session(
+                        conn, pid, self.nsp.name, c.options.heartbeat_timeout, window, c.dead_transport_bound()
+                    )
                     if session is None or not session["valid"]:
                         await tx.rollback()
                         if session is None:
@@ -381,11 +388,19 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                         base = client_offset if client_offset is not None else session["offset"]
                         if base is not None and start is not None and base < start:
                             base = start  # nothing older than the session itself
-                        if base is None or base < await store.pruned_through(conn):
+                        pruned = session["pruned_through"]
+                        if base is None or (base < pruned and session["pruned_unsafe"]):
+                            # packets after that offset are gone, and one may have been written
+                            # after the client's connection was last known alive: a gap
                             await tx.rollback()
-                            no_session(pid, "offset %s pruned or unknown (session offset %s)", base, session["offset"])
-                            return None  # packets after that offset may be gone: cannot recover exactly
-                        if client_offset is not None and client_offset == base and client_offset != session["offset"]:
+                            no_session(pid, "offset %s pruned with rows it may have missed (session offset %s)", base, session["offset"])
+                            return None
+                        # (base < pruned otherwise: every pruned packet went to a live connection,
+                        # so the client has those meant for it; replay what is left after base)
+                        if (client_offset is not None and client_offset == base and client_offset != session["offset"]
+                                and not (client_offset <= pruned and start is not None)):
+                            # a pruned offset cannot be checked; clamped at the session start it
+                            # only decides what this client gets of what it was entitled to
                             if not await store.offset_exists(conn, client_offset, self.nsp.name):
                                 await tx.rollback()  # refused without using up the session
                                 no_session(pid, "offset %s is no packet of this namespace", client_offset)

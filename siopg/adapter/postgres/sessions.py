@@ -105,6 +105,20 @@ class SessionWriter:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._lossy: set[str] = set()  # sids whose data was saved with replacements (warned)
+
+    def pack_data(self, sid: str, data: Any) -> bytes:
+        """A socket's `data` for its session row; a value msgpack cannot carry (a datetime,
+        an integer over 64 bits, e.g. from a client's auth the app stored) becomes None so the
+        session is still written (warned once per socket; see codec.pack_state)."""
+        packed, replaced = codec.pack_state(data)
+        if replaced and sid not in self._lossy:
+            if len(self._lossy) >= 10_000:  # bounded: a warning may repeat, memory may not grow
+                self._lossy.clear()
+            self._lossy.add(sid)
+            log.warning("siopg postgres adapter (%s): session of socket %s saved with None for what msgpack"
+                        " cannot carry in its data: %s", self.uid, sid, _short(", ".join(replaced)))
+        return packed
 
     def start(self, store: Store) -> asyncio.Task[None]:
         """Start writing through `store`; the caller owns (and cancels) the returned task."""
@@ -235,9 +249,12 @@ class SessionWriter:
 
     async def _persist(self, op: Persist) -> None:
         assert self.store is not None
+        # expires_at = disconnect + window even when the write is late (retried after an
+        # outage): restores read the disconnect time back as expires_at - window
+        ttl = max(0.001, op.ttl - (asyncio.get_running_loop().time() - op.at))
         try:
             await self.store.persist(
-                op.pid, op.sid, op.nsp, op.rooms, op.data, op.offset, op.joined, self.uid, op.ttl
+                op.pid, op.sid, op.nsp, op.rooms, op.data, op.offset, op.joined, self.uid, ttl
             )
         except Exception as exc:
             if is_transient(exc):
@@ -254,7 +271,7 @@ class SessionWriter:
             if socket is None or not pid or adapter.window is None or pid in adapter.handing_over:
                 continue
             try:
-                data = codec.pack(socket.data)
+                data = self.pack_data(sid, socket.data)
             except Exception as exc:  # noqa: BLE001
                 self.report(exc)
                 continue

@@ -88,8 +88,17 @@ class Store:
             "   > now() - make_interval(secs => $3), false) AS owner_alive,"
             " coalesce(s.expires_at > now() OR (s.expires_at IS NULL AND"
             f"  (SELECT max(n.last_seen) FROM {q}.nodes n WHERE n.uid = s.owner)"
-            "   > now() - make_interval(secs => $3 + $4)), false) AS valid"
-            f" FROM {q}.sessions s WHERE s.pid = $1 AND s.nsp = $2 FOR UPDATE"
+            "   > now() - make_interval(secs => $3 + $4)), false) AS valid,"
+            # Packets up to pruned_through may be gone. The client can only have missed those
+            # written after its transport was last known alive: its disconnect (persisted:
+            # expires_at - window; live row of a dead server: the owner's last heartbeat)
+            # minus $5, how long a dead transport can go unnoticed. `pruned_unsafe`: the
+            # newest pruned packet is that recent (or unknown), so a gap cannot be ruled out.
+            f" l.pruned_through, coalesce(l.pruned_at >= (CASE WHEN s.expires_at IS NOT NULL"
+            "  THEN s.expires_at - make_interval(secs => $4)"
+            f"  ELSE (SELECT max(n.last_seen) FROM {q}.nodes n WHERE n.uid = s.owner) END)"
+            "  - make_interval(secs => $5), l.pruned_through > 0) AS pruned_unsafe"
+            f" FROM {q}.sessions s, {q}.log_state l WHERE s.pid = $1 AND s.nsp = $2 FOR UPDATE OF s"
         )
         # Handing the session to its new owner is this one UPDATE, committed with the replay
         # read: from then on the row is the new owner's live session (no gap for a crash).
@@ -141,9 +150,10 @@ class Store:
                 await conn.execute(self._snapshot_sql, *cols, owner)
 
     async def read_session(self, conn: asyncpg.Connection, pid: str, nsp: str, heartbeat_timeout: float,
-                           window: float) -> Any:
-        """The session row with its `live`, `owner_alive` and `valid` flags, locked (or None)."""
-        return await conn.fetchrow(self._read_session_sql, pid, nsp, heartbeat_timeout, window)
+                           window: float, dead_transport: float) -> Any:
+        """The session row with its `live`, `owner_alive` and `valid` flags, the log's
+        `pruned_through` and `pruned_unsafe` (see `_read_session_sql`), locked (or None)."""
+        return await conn.fetchrow(self._read_session_sql, pid, nsp, heartbeat_timeout, window, dead_transport)
 
     async def claim(self, conn: asyncpg.Connection, pid: str, owner: str) -> None:
         """Make the session `owner`'s live one (same transaction as the replay read)."""
@@ -220,14 +230,14 @@ class Store:
             (
                 (f"WITH d AS (DELETE FROM {q}.packets WHERE id IN ("
                 f" SELECT id FROM (SELECT id, created_at FROM {q}.packets ORDER BY id LIMIT $1) s"
-                "  WHERE created_at < now() - make_interval(secs => $2)) RETURNING id)"
-                " SELECT count(*) AS n, max(id) AS last FROM d"),
+                "  WHERE created_at < now() - make_interval(secs => $2)) RETURNING id, created_at)"
+                " SELECT count(*) AS n, max(id) AS last, max(created_at) AS at FROM d"),
                 retention, "packets",
             ),
             (
                 (f"WITH d AS (DELETE FROM {q}.sessions WHERE pid IN ("
                 f" SELECT pid FROM {q}.sessions WHERE expires_at < now() ORDER BY expires_at LIMIT $1)"
-                " RETURNING 1) SELECT count(*) AS n, NULL::bigint AS last FROM d"),
+                " RETURNING 1) SELECT count(*) AS n, NULL::bigint AS last, NULL::timestamptz AS at FROM d"),
                 None, "sessions",
             ),
             (  # live sessions of servers dead for longer than the window
@@ -235,13 +245,13 @@ class Store:
                 f" SELECT pid FROM {q}.sessions s WHERE expires_at IS NULL AND NOT EXISTS ("
                 f"  SELECT 1 FROM {q}.nodes n WHERE n.uid = s.owner"
                 "   AND n.last_seen > now() - make_interval(secs => $2)) LIMIT $1)"
-                " RETURNING 1) SELECT count(*) AS n, NULL::bigint AS last FROM d"),
+                " RETURNING 1) SELECT count(*) AS n, NULL::bigint AS last, NULL::timestamptz AS at FROM d"),
                 retention, "sessions",
             ),
             (
                 (f"WITH d AS (DELETE FROM {q}.nodes WHERE ctid IN ("
                 f" SELECT ctid FROM {q}.nodes WHERE last_seen < now() - make_interval(secs => $2) LIMIT $1)"
-                " RETURNING 1) SELECT count(*) AS n, NULL::bigint AS last FROM d"),
+                " RETURNING 1) SELECT count(*) AS n, NULL::bigint AS last, NULL::timestamptz AS at FROM d"),
                 node_ttl, "nodes",
             ),
         ]
@@ -255,7 +265,8 @@ class Store:
                         row = await conn.fetchrow(sql, batch, *(() if arg is None else (arg,)))
                         if row["last"] is not None:
                             await conn.execute(
-                                f"UPDATE {q}.log_state SET pruned_through = greatest(pruned_through, $1)", row["last"]
+                                f"UPDATE {q}.log_state SET pruned_through = greatest(pruned_through, $1),"
+                                " pruned_at = greatest(pruned_at, $2)", row["last"], row["at"]
                             )
                     result.batches += 1
                     setattr(result, field, getattr(result, field) + row["n"])

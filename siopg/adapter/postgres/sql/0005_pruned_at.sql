@@ -1,0 +1,11 @@
+-- siopg schema, version 5: when the newest pruned packet was written (quiet sessions recover
+-- after the log moved past them).
+--
+-- `pruned_through` says which ids may be gone; `pruned_at` is the newest `created_at` among
+-- the packets pruned so far. A restore whose base offset is below `pruned_through` is
+-- refused only if `pruned_at` is at or after the moment the client's transport was last
+-- known alive (its disconnect time minus how long a dead transport can go unnoticed):
+-- every packet written before that was delivered to a live connection, so the client has
+-- all of those meant for it. NULL (nothing pruned since this version): refuse as before.
+-- Touches only its own column.
+ALTER TABLE @schema@.log_state ADD COLUMN IF NOT EXISTS pruned_at timestamptz;

@@ -31,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from siopg._log import clip
 from siopg.adapter.base import Adapter, BroadcastFlags, BroadcastOptions, NamespaceLike, Room, SocketDetails, SocketId
@@ -461,7 +462,7 @@ class ClusterAdapter(Adapter):
                     self._on_response(message)
             else:
                 self._on_request(message)
-        except Exception as exc:  # malformed input from the transport must not stop it
+        except Exception as exc:  # noqa: BLE001 - malformed input from the transport must not stop it
             log.warning(
                 "ignored malformed cluster message type=%s from %s: %s", int(message.type), message.uid, exc
             )
@@ -481,7 +482,9 @@ class ClusterAdapter(Adapter):
             rid = str(request_id)
 
             def on_count(count: int) -> None:
-                self.publish_response(requester, MessageType.BROADCAST_CLIENT_COUNT, {"requestId": rid, "clientCount": count})
+                self.publish_response(
+                    requester, MessageType.BROADCAST_CLIENT_COUNT, {"requestId": rid, "clientCount": count}
+                )
 
             def on_ack(response: Any) -> None:
                 self.publish_response(requester, MessageType.BROADCAST_ACK, {"requestId": rid, "packet": response})
@@ -513,9 +516,8 @@ class ClusterAdapter(Adapter):
             # each socket on its own: one socket whose data the transport cannot carry (a
             # datetime the app stored) must not sink the whole answer (issue 7, red team)
             sockets = [self._wire_details(s) for s in self.index.local_sockets(opts)]
-            self.publish_response(
-                message.uid, MessageType.FETCH_SOCKETS_RESPONSE, {"requestId": str(data["requestId"]), "sockets": sockets}
-            )
+            answer = {"requestId": str(data["requestId"]), "sockets": sockets}
+            self.publish_response(message.uid, MessageType.FETCH_SOCKETS_RESPONSE, answer)
         elif t == MessageType.SERVER_SIDE_EMIT:
             args = data.get("packet")
             if not isinstance(args, list) or not args:

@@ -61,7 +61,7 @@ class RowBatch:
     payload: list[bytes | None] = field(default_factory=list)
     payload_json: list[str | None] = field(default_factory=list)
 
-    def add(self, row: "EncodedRow") -> None:
+    def add(self, row: EncodedRow) -> None:
         self.kind.append(row.kind)
         self.nsp.append(row.nsp)
         self.rooms.append(row.rooms)

@@ -265,7 +265,8 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             if not future.done():
                 future.set_result(complete)
 
-        request_id = self._start_request(MessageType.SESSION_TAKEOVER, {owner}, done, self.cluster.options.takeover_timeout)
+        timeout = self.cluster.options.takeover_timeout
+        request_id = self._start_request(MessageType.SESSION_TAKEOVER, {owner}, done, timeout)
         self.do_publish(self._message(
             MessageType.SESSION_TAKEOVER, {"requestId": request_id, "sid": sid, "pid": pid}, target=owner
         ))
@@ -299,7 +300,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                     return await self._restore(pid, client_offset, deadline)
             except (asyncio.CancelledError, RecoveryUnavailable):
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not is_transient(exc):
                     c.report(exc)  # a bug or a value Postgres refuses: a fresh session, not a crash
                     no_session(pid, "restore failed: %s", type(exc).__name__)
@@ -393,18 +394,25 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                             # packets after that offset are gone, and one may have been written
                             # after the client's connection was last known alive: a gap
                             await tx.rollback()
-                            no_session(pid, "offset %s pruned with rows it may have missed (session offset %s)", base, session["offset"])
+                            no_session(
+                                pid, "offset %s pruned with rows it may have missed (session offset %s)",
+                                base, session["offset"],
+                            )
                             return None
                         # (base < pruned otherwise: every pruned packet went to a live connection,
                         # so the client has those meant for it; replay what is left after base)
-                        if (client_offset is not None and client_offset == base and client_offset != session["offset"]
-                                and not (client_offset <= pruned and start is not None)):
-                            # a pruned offset cannot be checked; clamped at the session start it
-                            # only decides what this client gets of what it was entitled to
-                            if not await store.offset_exists(conn, client_offset, self.nsp.name):
-                                await tx.rollback()  # refused without using up the session
-                                no_session(pid, "offset %s is no packet of this namespace", client_offset)
-                                return None  # not a packet of this namespace
+                        # a pruned offset cannot be checked; clamped at the session start it only
+                        # decides what this client gets of what it was entitled to
+                        if (
+                            client_offset is not None
+                            and client_offset == base
+                            and client_offset != session["offset"]
+                            and not (client_offset <= pruned and start is not None)
+                            and not await store.offset_exists(conn, client_offset, self.nsp.name)
+                        ):
+                            await tx.rollback()  # refused without using up the session
+                            no_session(pid, "offset %s is no packet of this namespace", client_offset)
+                            return None  # not a packet of this namespace
                         if base > upto:
                             await tx.rollback()  # keep the session; wait for the reader, then retry
                             if await listener.wait_for(base, _wait_left(loop, deadline)):

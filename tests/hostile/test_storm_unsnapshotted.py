@@ -14,7 +14,6 @@ from pg.harness import Node, SwitchProxy, eventually
 from .pgsession_support import conn, js, node_driver, schema  # noqa: F401
 
 
-@pytest.mark.xfail(strict=True, reason="open: a pid is handed out before any row of its session exists")
 async def test_reconnect_elsewhere_before_the_first_snapshot_recovers(pg_dsn: str, schema: str,  # noqa: F811
                                                                       js: Any) -> None:  # noqa: F811
     a = await Node(pg_dsn, schema, "A").start()

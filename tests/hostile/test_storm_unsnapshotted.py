@@ -66,7 +66,7 @@ def _stall_writer(node: Node) -> asyncio.Event:
     return go
 
 
-async def test_reconnect_to_the_same_server_before_the_first_snapshot_recovers(pg_dsn: str,  # noqa: F811
+async def test_reconnect_to_the_same_server_before_the_first_snapshot_recovers(pg_dsn: str,
                                                                                schema: str,  # noqa: F811
                                                                                js: Any) -> None:  # noqa: F811
     """The client comes back to the SAME server before its writer wrote anything: the old

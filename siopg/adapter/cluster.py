@@ -68,6 +68,10 @@ class MessageType(IntEnum):
     # (decision 3 of issue 7: a pid presented while its session is live is a takeover)
     SESSION_TAKEOVER = 101
     SESSION_TAKEOVER_RESPONSE = 102
+    # a restoring server found no row for a pid: it asks every other server whether it holds
+    # that session unwritten (a connected socket, or session writes still queued)
+    SESSION_LOOKUP = 103
+    SESSION_LOOKUP_RESPONSE = 104
 
 
 RESPONSE_TYPES = frozenset(
@@ -77,6 +81,7 @@ RESPONSE_TYPES = frozenset(
         MessageType.BROADCAST_CLIENT_COUNT,
         MessageType.BROADCAST_ACK,
         MessageType.SESSION_TAKEOVER_RESPONSE,
+        MessageType.SESSION_LOOKUP_RESPONSE,
     )
 )
 
@@ -541,6 +546,8 @@ class ClusterAdapter(Adapter):
             self.nsp.on_server_side_emit(args, reply)
         elif t == MessageType.SESSION_TAKEOVER:
             self.on_session_takeover(message)
+        elif t == MessageType.SESSION_LOOKUP:
+            self.on_session_lookup(message)
         elif t == MessageType.ADAPTER_CLOSE:
             self.forget_server(message.uid)
         elif t in (MessageType.HEARTBEAT, MessageType.INITIAL_HEARTBEAT):
@@ -555,6 +562,15 @@ class ClusterAdapter(Adapter):
         self.publish_response(
             message.uid, MessageType.SESSION_TAKEOVER_RESPONSE,
             {"requestId": str(message.data.get("requestId")), "value": False},
+        )
+
+    def on_session_lookup(self, message: ClusterMessage) -> None:
+        """Another server found no session row for a pid: answer SESSION_LOOKUP_RESPONSE
+        {"requestId", "value", "final"} once its unwritten session (if this server holds one)
+        is written. Adapters that keep sessions override this; without sessions: nothing held."""
+        self.publish_response(
+            message.uid, MessageType.SESSION_LOOKUP_RESPONSE,
+            {"requestId": str(message.data.get("requestId")), "value": False, "final": True},
         )
 
     def _on_response(self, message: ClusterMessage) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,18 @@ class _Claim:
         self.revoked = False  # handed over before it attached: it must never attach
 
 
+class _Lookup:
+    """A SESSION_LOOKUP this server sent: the servers yet to answer at all, and those that
+    answered "held, being written" and owe a final answer."""
+
+    __slots__ = ("changed", "pending", "unanswered")
+
+    def __init__(self, others: set[str]) -> None:
+        self.unanswered = set(others)
+        self.pending: set[str] = set()
+        self.changed = asyncio.Event()
+
+
 class _ReaderBehind(TimeoutError):
     """The log reader has not reached the offset a restore needs yet: transient (retried
     until `restore_timeout`, then the client is told to come back), never a fresh session."""
@@ -66,6 +79,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
         self._restoring_pids: dict[str, str] = {}  # sid -> pid of a restored socket
         self.handing_over: set[str] = set()  # pids being handed to another connection
         self._claims: dict[str, _Claim] = {}  # pid -> restore claimed here, not attached yet
+        self._lookups: dict[str, _Lookup] = {}  # request id -> SESSION_LOOKUP sent, not done
 
     async def init(self) -> None:
         await self.cluster.register(self)
@@ -272,6 +286,105 @@ class PostgresNamespaceAdapter(ClusterAdapter):
         ))
         return await future
 
+    # a session not written yet (a pid handed out before its first row) --------------------
+    def on_session_lookup(self, message: ClusterMessage) -> None:
+        data = message.data
+        pid, request_id = data.get("pid"), str(data.get("requestId"))
+        if not isinstance(pid, str):
+            raise ValueError("a session lookup names a pid")
+        requester = message.uid
+
+        def respond(value: bool | None, final: bool) -> None:
+            self.publish_response(
+                requester, MessageType.SESSION_LOOKUP_RESPONSE,
+                {"requestId": request_id, "value": value, "final": final},
+            )
+
+        async def answer() -> None:
+            held = False
+            try:
+                # a disconnect in the loop turn that delivered this queues its Forget at once
+                # and its Persist from a task spawned then: let that task run first
+                await asyncio.sleep(0)
+                sid = self._holder_of(pid)
+                if sid is None and not self.cluster.sessions.holds(pid):
+                    return  # nothing of that session here (final False below)
+                respond(None, False)  # "held": the asker waits past takeover_timeout for the rest
+                if sid is not None:
+                    held = await self.hand_over(sid, pid)
+                else:
+                    await self.cluster.sessions.barrier()  # its persist lands before the answer
+                    held = True
+            finally:
+                respond(held, True)
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._tasks.add(task)  # keep a reference until done (asyncio holds tasks weakly)
+        task.add_done_callback(self._tasks.discard)
+
+    def _holder_of(self, pid: str) -> str | None:
+        """The sid of this server's socket (connected, or a restore claimed not attached yet)
+        holding `pid`. Scans the local sockets: only a restore that found no row asks."""
+        claim = self._claims.get(pid)
+        if claim is not None and not claim.done.done():
+            return claim.sid
+        for sid in list(self.index.sids):
+            if getattr(self.nsp.local_socket(sid), "pid", None) == pid:
+                return sid
+        return None
+
+    def _on_response(self, message: ClusterMessage) -> None:
+        if message.type != MessageType.SESSION_LOOKUP_RESPONSE:
+            super()._on_response(message)
+            return
+        lookup = self._lookups.get(str(message.data.get("requestId")))
+        if lookup is None:
+            return
+        uid = message.uid
+        if message.data.get("final") is True:
+            lookup.unanswered.discard(uid)
+            lookup.pending.discard(uid)
+        elif uid in lookup.unanswered:
+            lookup.unanswered.discard(uid)
+            lookup.pending.add(uid)
+        lookup.changed.set()
+
+    def forget_server(self, uid: str) -> None:
+        super().forget_server(uid)
+        for lookup in self._lookups.values():
+            if uid in lookup.unanswered or uid in lookup.pending:
+                lookup.unanswered.discard(uid)
+                lookup.pending.discard(uid)
+                lookup.changed.set()
+
+    async def _write_unwritten(self, pid: str) -> None:
+        """No row for `pid`: have every server that holds its session unwritten (this one
+        included) write it. A server that has not answered within `takeover_timeout` is taken
+        for dead (what it did not write is lost with it); one that answered "held" is waited
+        for until the restore's deadline (the caller's timeout: the client comes back later)."""
+        if self.cluster.sessions.holds(pid):
+            await self.cluster.sessions.barrier()  # its old socket here left moments ago
+        others = await self.other_server_ids()
+        if not others:
+            return
+        request_id = secrets.token_hex(8)
+        lookup = self._lookups[request_id] = _Lookup(others)
+        loop = asyncio.get_running_loop()
+        answer_by = loop.time() + self.cluster.options.takeover_timeout
+        try:
+            self.do_publish(self._message(MessageType.SESSION_LOOKUP, {"requestId": request_id, "pid": pid}))
+            while lookup.unanswered or lookup.pending:
+                lookup.changed.clear()
+                if not lookup.unanswered:
+                    await lookup.changed.wait()  # bounded by the caller's deadline
+                    continue
+                try:
+                    await asyncio.wait_for(lookup.changed.wait(), max(0.0, answer_by - loop.time()))
+                except TimeoutError:
+                    lookup.unanswered.clear()  # silent: dead
+        finally:
+            del self._lookups[request_id]
+
     # restore -----------------------------------------------------------------------------
     async def restore_session(self, pid: str, offset: str | None) -> RestoredSession | None:
         c = self.cluster
@@ -351,9 +464,11 @@ class PostgresNamespaceAdapter(ClusterAdapter):
         # owners asked to hand over: a row live again under ANOTHER owner (a concurrent
         # restore on a third server claimed it meanwhile) is asked again, never cloned
         asked: set[str] = set()
+        looked_up = False  # other servers were asked for this pid's unwritten session
         window = self.window or 0.0
         while True:  # bounded by the caller's deadline (asyncio.timeout_at)
             takeover: tuple[str, str] | None = None
+            lookup = False
             async with c.pool.acquire() as conn:
                 # read the reader's position BEFORE the snapshot: every row up to it is then
                 # visible to the snapshot (rows the reader handled are committed)
@@ -369,7 +484,12 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                     session = await store.read_session(
                         conn, pid, self.nsp.name, c.options.heartbeat_timeout, window, c.dead_transport_bound()
                     )
-                    if session is None or not session["valid"]:
+                    if session is None and not looked_up:
+                        # the pid may be handed out before its first row was written (a
+                        # server's session writer lags): have it written, then read again
+                        await tx.rollback()
+                        looked_up = lookup = True
+                    elif session is None or not session["valid"]:
                         await tx.rollback()
                         if session is None:
                             no_session(pid, "no session row")
@@ -377,7 +497,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                             no_session(pid, "session row expired (live=%s owner=%s alive=%s)",
                                        session["live"], session["owner"], session["owner_alive"])
                         return None
-                    if session["live"] and session["owner"] not in asked and (
+                    elif session["live"] and session["owner"] not in asked and (
                         session["owner"] == self.uid or session["owner_alive"]
                     ):
                         # its socket may be connected right now: a takeover, never a clone
@@ -441,6 +561,9 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                         await asyncio.sleep(0.01)
                         continue  # the session row changed under us (its old server wrote it): retry
                     raise
+            if lookup:
+                await self._write_unwritten(pid)
+                continue
             if takeover is not None:
                 await self._ask_owner(*takeover, pid)
                 asked.add(takeover[0])

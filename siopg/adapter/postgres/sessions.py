@@ -101,6 +101,7 @@ class SessionWriter:
         self.report = report
         self.store: Store | None = None
         self._ops: list[SessionOp] = []
+        self._applying: list[SessionOp] = []  # the ops of the pass in flight
         self._failing = False
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -152,6 +153,14 @@ class SessionWriter:
         if isinstance(op, (Persist, Barrier)):
             self._wake.set()
 
+    def holds(self, pid: str) -> bool:
+        """True while a write of `pid`'s session (its persist, or the forget of its live
+        snapshot that a persist may follow) is queued or in flight. O(queue): only asked when
+        a restore found no row for `pid` (SESSION_LOOKUP), never on the normal path."""
+        return any(
+            isinstance(op, (Persist, Forget)) and op.pid == pid for ops in (self._applying, self._ops) for op in ops
+        )
+
     async def barrier(self) -> None:
         """Return once every session write queued before this call was attempted."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -170,6 +179,7 @@ class SessionWriter:
             if not self._ops:
                 continue
             ops, self._ops = self._ops, []
+            self._applying = ops
             try:
                 await self._apply(ops)
             except asyncio.CancelledError:
@@ -177,6 +187,8 @@ class SessionWriter:
             except Exception as exc:  # noqa: BLE001 - a bug, not Postgres: report, go on
                 self.report(exc)
                 _resolve(ops)
+            finally:
+                self._applying = []
 
     async def _apply(self, ops: list[SessionOp]) -> None:
         """Apply `ops` in order. A value Postgres refuses costs only its own socket's write

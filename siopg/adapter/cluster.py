@@ -37,6 +37,7 @@ from enum import IntEnum
 from typing import Any
 
 from siopg._log import clip
+from siopg._tasks import TaskSet
 from siopg.adapter.base import Adapter, BroadcastFlags, BroadcastOptions, NamespaceLike, Room, SocketDetails, SocketId
 from siopg.adapter.errors import AckTimeoutError
 from siopg.adapter.rooms import RoomIndex, RoomListener
@@ -185,7 +186,7 @@ class ClusterAdapter(Adapter):
         self._ack_requests: dict[str, tuple[Callable[[int], None], Callable[[Any], None]]] = {}
         self._closed = False
         self._timers: set[asyncio.TimerHandle] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(log)  # background work (acks, takeover answers): kept until done
         self._wire_warned: set[SocketId] = set()  # sockets whose description needed carryable()
 
     def _later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
@@ -388,9 +389,7 @@ class ClusterAdapter(Adapter):
         if ack is None:
             self.do_publish(self._message(MessageType.SERVER_SIDE_EMIT, {"packet": list(args)}))
             return
-        task = asyncio.get_running_loop().create_task(self._server_side_emit_with_ack(list(args), ack))
-        self._tasks.add(task)  # keep a reference until done (asyncio holds tasks weakly)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._server_side_emit_with_ack(list(args), ack), "server_side_emit with ack")
 
     async def _server_side_emit_with_ack(self, args: list[Any], ack: Callable[[Any], None]) -> None:
         try:
@@ -615,8 +614,7 @@ class ClusterAdapter(Adapter):
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
         self.index.clear()
 
 

@@ -228,9 +228,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                     requester, MessageType.SESSION_TAKEOVER_RESPONSE, {"requestId": request_id, "value": handed}
                 )
 
-        task = asyncio.get_running_loop().create_task(answer())
-        self._tasks.add(task)  # keep a reference until done (asyncio holds tasks weakly)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(answer(), "a session request's answer")
 
     async def hand_over(self, sid: str, pid: str) -> bool:
         """Another connection presents `pid`: if this server holds that socket, write its final
@@ -318,9 +316,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             finally:
                 respond(held, True)
 
-        task = asyncio.get_running_loop().create_task(answer())
-        self._tasks.add(task)  # keep a reference until done (asyncio holds tasks weakly)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(answer(), "a session request's answer")
 
     def _holder_of(self, pid: str) -> str | None:
         """The sid of this server's socket (connected, or a restore claimed not attached yet)

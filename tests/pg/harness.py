@@ -122,15 +122,27 @@ class SwitchProxy:
             writer.close()
             return
         self._writers |= {writer, up_writer}
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.ensure_future(self._pipe(src, dst))
+        state = self._connection_state()
+        for src, dst, to_client in ((reader, up_writer, False), (up_reader, writer, True)):
+            task = asyncio.ensure_future(self._pipe(src, dst, to_client, state))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    def _connection_state(self) -> Any:
+        """Per-connection state handed to `_forward` (subclasses that inspect traffic use it)."""
+        return None
+
+    def _forward(self, data: bytes, to_client: bool, state: Any) -> bytes | None:
+        """What to pass on of `data` (None: swallow it). A plain proxy passes everything."""
+        return data
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, to_client: bool, state: Any) -> None:
         try:
             while data := await src.read(65536):
-                dst.write(data)
+                out = self._forward(data, to_client, state)
+                if out is None:
+                    continue
+                dst.write(out)
                 await dst.drain()
         except (OSError, asyncio.CancelledError):
             pass

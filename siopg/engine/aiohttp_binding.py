@@ -165,22 +165,31 @@ async def _write_reply(
     request: web.Request, reply: HttpReply, connection_open: Callable[[], bool]
 ) -> web.StreamResponse:
     """Write the reply here rather than after the handler returns (where aiohttp ignores a
-    failed write), so a reply that did not go out is reported through `undelivered`; with
-    `reply.close`, close the connection instead of reading the rest of the body."""
+    failed write), so a reply that did not go out is reported: `undelivered` when no byte of
+    its body reached the connection, `interrupted` when the write broke (or was cancelled)
+    after the body was handed over. With `reply.close`, close the connection instead of
+    reading the rest of the body."""
     response = to_response(reply)
     if reply.close:
         response.force_close()
-    sent = False
+    handed = sent = False
     try:
         if connection_open():
             await response.prepare(request)
-            await response.write_eof()
-            sent = True
+            transport = request.transport
+            if transport is not None and not transport.is_closing():
+                # write_eof gives the whole body to the transport before it first waits (for
+                # the drain): from here on the client may receive it, whatever happens next
+                handed = True
+                await response.write_eof()
+                sent = True
     except Exception as exc:  # noqa: BLE001 - the connection broke while we wrote
         log.debug("engine reply not written: %r", exc)
     finally:
-        if not sent and reply.undelivered is not None:
-            reply.undelivered()
+        if not sent:
+            report = reply.interrupted if handed else reply.undelivered
+            if report is not None:
+                report()
     if reply.close and sent:
         request.protocol.force_close()  # no lingering read of an unread body
     return response

@@ -185,6 +185,7 @@ class EngineASGIApp:
         try:
             reply = await self.server.handle_http(info, read_body, lambda: not gone)
             sent = False
+            handed: list[bool] = []  # set once the body was given to the server to send
             try:
                 if reply.undelivered is not None and watcher is not None:
                     # the server silently drops a reply to a connection it saw close: let the
@@ -194,13 +195,16 @@ class EngineASGIApp:
                 if not gone:
                     if reply.close:  # the body was not read to its end
                         reply.headers.append(("Connection", "close"))
-                    await _send_reply(send, reply)
+                    await _send_reply(send, reply, handed)
                     sent = True
             except Exception as exc:  # noqa: BLE001 - the connection broke while we wrote
                 log.debug("engine reply not written: %r", exc)
             finally:
-                if not sent and reply.undelivered is not None:
-                    reply.undelivered()
+                if not sent:
+                    # after the body was handed over the client may have it: never twice
+                    report = reply.interrupted if handed else reply.undelivered
+                    if report is not None:
+                        report()
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -269,9 +273,12 @@ class EngineASGIApp:
                 writer.task.cancel()
 
 
-async def _send_reply(send: Send, reply: HttpReply) -> None:
+async def _send_reply(send: Send, reply: HttpReply, handed: list[bool] | None = None) -> None:
+    """Send `reply`; `handed` gets a True once its body is given to the server."""
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
     if not any(k == b"content-length" for k, _ in headers):
         headers.append((b"content-length", str(len(reply.body)).encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    if handed is not None:
+        handed.append(True)
     await send({"type": "http.response.body", "body": reply.body})

@@ -54,6 +54,9 @@ class HttpReply:
     # A binding that could not write this reply (its connection was gone) must call this:
     # a poll answer's packets then go back to the session's queue instead of being lost.
     undelivered: Callable[[], None] | None = None
+    # A binding whose write broke after the body was handed to the connection must call this
+    # instead: the client may have some or all of it, so requeueing could deliver it twice.
+    interrupted: Callable[[], None] | None = None
     # Close the connection after this reply (the request body was not read to its end).
     close: bool = False
 
@@ -263,6 +266,7 @@ class EngineServer:
         reply = self._text_reply(body, info)
         if packets:
             reply.undelivered = partial(session.requeue, packets)
+            reply.interrupted = session.on_poll_interrupted
         return reply
 
     async def _post(

@@ -296,6 +296,16 @@ class EngineSession:
         that is really gone misses its pings and times out)."""
         self.poll_waiting = False
 
+    def on_poll_interrupted(self) -> None:
+        """A poll answer's bytes went out but its connection broke before the write finished:
+        the client may hold some, all or none of those packets, so they are neither requeued
+        (a second copy would be a duplicate) nor assumed delivered. The session ends, as
+        engine.io's does ("poll connection closed prematurely"); a client with connection
+        state recovery then gets exactly what it missed, by offset, when it reconnects."""
+        self.poll_waiting = False
+        if self.state is not State.CLOSED:
+            self._finish(TRANSPORT_ERROR, "poll connection closed prematurely")
+
     def on_post_aborted(self, description: str) -> None:
         """A POST's body could not be read (its connection went away, or it took too long):
         what it carried is lost, so the session ends, as engine.io does."""

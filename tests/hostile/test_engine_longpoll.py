@@ -8,6 +8,8 @@ of the same session must receive the packet. Once for aiohttp, once for ASGI und
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -78,3 +80,34 @@ async def test_next_get_after_the_client_left_is_no_overlap(binding: Factory) ->
     assert resp.status == 200
     assert await resp.text() == "4first\x1e4second"
     assert srv.recorder.closes == []
+
+
+async def test_reply_broken_mid_write_ends_the_session_instead_of_sending_it_twice(
+    aiohttp_engine: Factory,  # noqa: F811
+) -> None:
+    """A poll answer whose connection breaks after its body was handed over (the client may
+    hold all of it) is not requeued: a second copy would be a duplicate (seen as ~370 replayed
+    packets delivered twice under a slow Postgres). The session ends as a transport error,
+    and connection state recovery then replays exactly what the client missed, by offset."""
+    srv = await aiohttp_engine()
+    sid = await srv.handshake()
+    filler = "x" * 1000
+    srv.engine.sockets[sid].send([OutgoingMessage(f"{i}:{filler}") for i in range(6000)])
+    url = urlsplit(srv.url)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # a tiny receive window, and ~6 MB queued: more than the kernel buffers (4 MiB tcp_wmem max)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, (url.hostname, url.port))
+    reader, writer = await asyncio.open_connection(sock=raw)
+    writer.write(
+        f"GET {url.path}?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: {url.netloc}\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readexactly(4096), 5)  # the reply has started
+    assert head.startswith(b"HTTP/1.1 200")
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()  # RST mid-body
+    await srv.recorder.wait_closed()
+    assert srv.recorder.closes == [(sid, "transport error", "poll connection closed prematurely")]
+    resp = await srv.get(sid, timeout=SHORT)
+    assert resp.status == 400  # the session is gone: nothing is delivered a second time

@@ -276,6 +276,66 @@ def stop_profiler(p: subprocess.Popen[bytes]) -> None:
     stop(p)
 
 
+STATS_FILE = LOG_DIR / "instruments.jsonl"  # siopg bench apps append here on SIGUSR2 (apps/_instruments.py)
+os.environ["SIOPG_BENCH_STATS"] = str(STATS_FILE)
+
+
+def _stat_rows(pid: int) -> list[dict[str, float]]:
+    try:
+        with open(STATS_FILE) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return []
+    return [r for r in rows if r.get("pid") == pid]
+
+
+def instrument_snapshot(pids: list[int], timeout: float = 3.0) -> dict[int, dict[str, float]]:
+    """Ask each siopg server (SIGUSR2) for its cumulative instrument counters; {} for a pid
+    that did not answer in time (e.g. a Node server, which has none)."""
+    seen = {pid: len(_stat_rows(pid)) for pid in pids}
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
+    out: dict[int, dict[str, float]] = {}
+    deadline = time.monotonic() + timeout
+    while len(out) < len(pids) and time.monotonic() < deadline:
+        for pid in pids:
+            rows = _stat_rows(pid)
+            if pid not in out and len(rows) > seen[pid]:
+                out[pid] = rows[-1]
+        time.sleep(0.05)
+    return out
+
+
+def instrument_window(before: dict[int, dict[str, float]], after: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Counters over a window, summed over processes (maxima: the largest of any process)."""
+    total: dict[str, float] = {}
+    for pid, a in after.items():
+        b = before.get(pid, {})
+        for k, v in a.items():
+            if k == "pid":
+                continue
+            if k.endswith("max_s"):
+                total[k] = max(total.get(k, 0.0), v)
+            else:
+                total[k] = total.get(k, 0.0) + v - b.get(k, 0.0)
+    return total
+
+
+def instrument_line(w: dict[str, float], delivered: int) -> str:
+    """One line for the instruments of a siopg run; '' if none were read."""
+    if not w:
+        return ""
+    per_m = 1e6 / delivered if delivered else float("nan")
+    lag_avg = w["lag_sum_s"] / w["lag_samples"] * 1e3 if w.get("lag_samples") else float("nan")
+    return (f"gc {w['gc_pauses']:.0f} pauses {w['gc_pause_s'] * 1e3:.0f} ms (max {w['gc_pause_max_s'] * 1e3:.1f}); "
+            f"deliver {w['deliver_s'] * per_m:.2f} s/1M; flush/write {w['flush_s'] * per_m:.2f} s/1M "
+            f"(max batch {w['flush_max_s'] * 1e3:.1f} ms); loop lag avg {lag_avg:.2f} ms max {w['lag_max_s'] * 1e3:.1f} ms, "
+            f">20 ms x{w['lag_over_20ms']:.0f}")
+
+
 def loadavg() -> str:
     """1-minute load average: other work on this machine skews every number, so show it."""
     with open("/proc/loadavg") as f:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import _instruments
 from _siopg_fanout_common import Fanout
 
 import siopg
@@ -25,4 +26,5 @@ io = siopg.Server(
     ),
     connection_state_recovery=siopg.Recovery() if os.environ.get("SIOPG_BENCH_RECOVERY") == "1" else None,
 )
+_instruments.install(io)  # SIOPG_BENCH_STATS=file: SIGUSR2 dumps gc/deliver/flush/loop-lag counters
 Fanout().serve(io, forward=True)

@@ -17,6 +17,7 @@ import os
 import signal
 from typing import Any
 
+import _instruments
 from _siopg_fanout_common import Fanout
 
 import siopg
@@ -62,4 +63,5 @@ def _dump_allocations(_signum: int, _frame: Any) -> None:
 signal.signal(signal.SIGUSR1, _dump_allocations)
 
 
+_instruments.install(io)  # SIOPG_BENCH_STATS=file: SIGUSR2 dumps gc/deliver/flush/loop-lag counters
 Fanout().serve(io, forward=False)

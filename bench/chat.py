@@ -258,6 +258,8 @@ def main() -> int:
     ap.add_argument("--client-cpu", default="1")
     ap.add_argument("--settle", type=float, default=1.0)
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--write-coalesce-ms", type=float, default=0.0,
+                    help="siopg's write_coalesce_ms option (0: off, siopg's default)")
     ap.add_argument("--json", help="also write every run to this file")
     args = ap.parse_args()
     variants = [v for v in args.servers.split(",") if v]
@@ -266,6 +268,7 @@ def main() -> int:
             ap.error(f"unknown server {v}")
     if args.clients % args.rooms:
         ap.error("--clients must be a multiple of --rooms (rooms of equal size)")
+    os.environ["SIOPG_BENCH_WRITE_COALESCE_MS"] = str(args.write_coalesce_ms)
     dsn = os.environ.get("SIOPG_TEST_DATABASE_URL")
     if not dsn and any(v.endswith("2") for v in variants):
         ap.error("set SIOPG_TEST_DATABASE_URL for the cluster variants")

@@ -179,6 +179,8 @@ def main() -> int:
     ap.add_argument("--client-cpu", default="1")
     ap.add_argument("--settle", type=float, default=1.0)
     ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--write-coalesce-ms", type=float, default=0.0,
+                    help="siopg's write_coalesce_ms option (0: off, siopg's default)")
     ap.add_argument("--json", help="also write every run to this file")
     c.add_profile_args(ap, "1-process during each measured window")
     args = ap.parse_args()
@@ -186,6 +188,7 @@ def main() -> int:
     for v in variants:
         if v not in VARIANTS:
             ap.error(f"unknown server {v}")
+    os.environ["SIOPG_BENCH_WRITE_COALESCE_MS"] = str(args.write_coalesce_ms)
     dsn = os.environ.get("SIOPG_TEST_DATABASE_URL")
     if not dsn and any(v.endswith("2") for v in variants):
         print("SIOPG_TEST_DATABASE_URL not set: cluster variants skipped", file=sys.stderr)
@@ -195,7 +198,8 @@ def main() -> int:
     if len(rates) != len(counts):
         ap.error("--rates needs one rate per --clients entry")
     c.raise_nofile(2 * max(counts) + 1024)
-    print(f"paced: servers on CPU {args.server_cpu}, load clients on CPU {args.client_cpu}; variants {', '.join(variants)}")
+    print(f"paced: servers on CPU {args.server_cpu}, load clients on CPU {args.client_cpu}; variants "
+          f"{', '.join(variants)}; siopg write_coalesce_ms {args.write_coalesce_ms:g}")
     results = {f"{n}@{r:g}": scenario(n, r, variants, args, dsn) for n, r in zip(counts, rates)}
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "scenarios": results}, indent=1))

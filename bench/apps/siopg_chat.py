@@ -21,6 +21,7 @@ import siopg
 
 _dsn = os.environ.get("SIOPG_BENCH_DSN")
 io = siopg.Server(
+    write_coalesce_ms=float(os.environ.get("SIOPG_BENCH_WRITE_COALESCE_MS") or 0),
     adapter=siopg.PostgresAdapter(_dsn, schema=os.environ.get("SIOPG_BENCH_SCHEMA") or "siopg") if _dsn else None,
 )
 _instruments.install(io)

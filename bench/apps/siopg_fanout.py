@@ -22,7 +22,7 @@ from _siopg_fanout_common import Fanout
 
 import siopg
 
-io = siopg.Server()
+io = siopg.Server(write_coalesce_ms=float(os.environ.get("SIOPG_BENCH_WRITE_COALESCE_MS") or 0))
 
 # Experiment knobs, off by default (the published numbers use siopg's defaults):
 # SIOPG_BENCH_GC="freeze" or "t0,t1,t2" (gc.set_threshold) or "off";

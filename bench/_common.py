@@ -332,7 +332,8 @@ def instrument_line(w: dict[str, float], delivered: int) -> str:
     lag_avg = w["lag_sum_s"] / w["lag_samples"] * 1e3 if w.get("lag_samples") else float("nan")
     return (f"gc {w['gc_pauses']:.0f} pauses {w['gc_pause_s'] * 1e3:.0f} ms (max {w['gc_pause_max_s'] * 1e3:.1f}); "
             f"deliver {w['deliver_s'] * per_m:.2f} s/1M; flush/write {w['flush_s'] * per_m:.2f} s/1M "
-            f"(max batch {w['flush_max_s'] * 1e3:.1f} ms); loop lag avg {lag_avg:.2f} ms max {w['lag_max_s'] * 1e3:.1f} ms, "
+            f"(max batch {w['flush_max_s'] * 1e3:.1f} ms); "
+            f"loop lag avg {lag_avg:.2f} ms max {w['lag_max_s'] * 1e3:.1f} ms, "
             f">20 ms x{w['lag_over_20ms']:.0f}")
 
 

@@ -42,9 +42,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
-import cluster_fanout as cf  # noqa: E402
-from fanout import latency_summary, merge_hists  # noqa: E402
+import _common as c
+import cluster_fanout as cf
+from fanout import latency_summary, merge_hists
 
 VARIANTS = ("siopg2", "node2", "siopg", "node")
 CLIENT_BOUND_US = 50_000
@@ -53,7 +53,7 @@ CLIENT_BOUND_US = 50_000
 class ChatLoad(c.LoadClients):
     """LoadClients started from one config per process (each has its own url and base index)."""
 
-    def __init__(self, cfgs: list[dict[str, Any]], cpu: str | None) -> None:  # noqa: D107
+    def __init__(self, cfgs: list[dict[str, Any]], cpu: str | None) -> None:
         self.events = queue.Queue()
         self.procs = []
         self.counts = [cfg["clients"] for cfg in cfgs]
@@ -150,7 +150,7 @@ KEYS = ["variant", "room_emits_per_s", "p50", "p90", "p99", "max", "missing", "c
 
 
 def row(r: dict[str, Any]) -> str:
-    return " | ".join(fmt.format(r[k]) for (_, fmt), k in zip(COLS, KEYS))
+    return " | ".join(fmt.format(r[k]) for (_, fmt), k in zip(COLS, KEYS, strict=True))
 
 
 def header() -> str:
@@ -201,7 +201,8 @@ def fixed(variants: list[str], args: argparse.Namespace, dsn: str | None) -> dic
     if "siopg2" in med and "node2" in med:
         x, y = med["siopg2"], med["node2"]
         print(f"siopg2/node2: p50 {c.ratio(x['p50'], y['p50'])}, p99 {c.ratio(x['p99'], y['p99'])}, "
-              f"CPU per msg {c.ratio(x['cpu_per_m'], y['cpu_per_m'])}, with pg {c.ratio(x['cpu_pg_per_m'], y['cpu_pg_per_m'])}")
+              f"CPU per msg {c.ratio(x['cpu_per_m'], y['cpu_per_m'])}, "
+              f"with pg {c.ratio(x['cpu_pg_per_m'], y['cpu_pg_per_m'])}")
     return med
 
 

@@ -40,10 +40,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
-import cluster_fanout as cf  # noqa: E402
+import _common as c
+import cluster_fanout as cf
 
-import siopg  # noqa: E402
+import siopg
 
 
 def now_us() -> int:
@@ -186,7 +186,8 @@ def one_step(n_workers: int, rate: float, args: argparse.Namespace, dsn: str) ->
         "workers": n_workers, "rate": rate, "published": rows, "rows_per_s": rows / took if took else 0.0,
         "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99), "max": lat[-1] / 1000 if lat else float("nan"),
         "missing": missing, "per_worker": per_worker,
-        "worker_cpu_s": sum(w["cpu_s"] for w in per_worker), "pg_cpu_s": pg_cpu, "publisher_busy": publisher_busy, "loadavg": c.loadavg(),
+        "worker_cpu_s": sum(w["cpu_s"] for w in per_worker), "pg_cpu_s": pg_cpu,
+        "publisher_busy": publisher_busy, "loadavg": c.loadavg(),
     }
 
 
@@ -196,7 +197,8 @@ def show(r: dict[str, Any]) -> None:
     mode = "flood" if not r["rate"] else f"{r['rate']:g}/s"
     print(f"{r['workers']:>7} | {mode:>7} | {r['rows_per_s']:>9.0f} | {r['p50']:>7.2f} | {r['p99']:>7.2f} | "
           f"{r['max']:>7.1f} | {r['missing']:>7} | {avg['rows']:>9.0f} | {avg['notifications']:>7.0f} | "
-          f"{avg['catch_ups']:>7.0f} | {r['worker_cpu_s']:>6.2f} | {r['pg_cpu_s']:>6.2f} | {r['publisher_busy']:>6.0%}  (load {r['loadavg']})",
+          f"{avg['catch_ups']:>7.0f} | {r['worker_cpu_s']:>6.2f} | {r['pg_cpu_s']:>6.2f} | "
+          f"{r['publisher_busy']:>6.0%}  (load {r['loadavg']})",
           flush=True)
 
 

@@ -37,9 +37,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as c  # noqa: E402
-import cluster_fanout as cf  # noqa: E402
-from fanout import delivery_stats  # noqa: E402
+import _common as c
+import cluster_fanout as cf
+from fanout import delivery_stats
 
 VARIANTS = ("siopg", "siopg2", "node", "node2")
 PAD = 14  # '42["tick",{"seq":123,"t":12345678901234,"pad":"xx..."}]' ~ 60 bytes
@@ -115,7 +115,7 @@ MEDIAN_KEYS = ("p50", "p90", "p99", "max", "cpu_per_m", "cpu_pg_per_m")
 
 
 def row(r: dict[str, Any]) -> str:
-    return " | ".join(fmt.format(r[k]) for (_, fmt), k in zip(COLS, KEYS))
+    return " | ".join(fmt.format(r[k]) for (_, fmt), k in zip(COLS, KEYS, strict=True))
 
 
 def header() -> str:
@@ -125,7 +125,8 @@ def header() -> str:
 
 def scenario(clients: int, rate: float, variants: list[str], args: argparse.Namespace,
              dsn: str | None) -> dict[str, Any]:
-    print(f"\n== {clients} clients, {rate:g} broadcasts/s for {args.seconds:g} s, {args.runs} run(s); load {c.loadavg()}")
+    print(f"\n== {clients} clients, {rate:g} broadcasts/s for {args.seconds:g} s, {args.runs} run(s); "
+          f"load {c.loadavg()}")
     print(header())
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for n in range(args.runs):
@@ -169,7 +170,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--servers", default=",".join(VARIANTS), help="comma list of " + ",".join(VARIANTS))
     ap.add_argument("--clients", default="1000,10000", help="comma list of client counts")
-    ap.add_argument("--rates", default="", help="broadcasts/s per client count (default 20 for <= 1000 clients, else 5)")
+    ap.add_argument("--rates", default="",
+                    help="broadcasts/s per client count (default 20 for <= 1000 clients, else 5)")
     ap.add_argument("--seconds", type=float, default=10.0, help="seconds of paced sending per run")
     ap.add_argument("--pad", type=int, default=PAD, help="payload padding bytes (default: ~60-byte frames)")
     ap.add_argument("--runs", type=int, default=3)
@@ -200,7 +202,7 @@ def main() -> int:
     c.raise_nofile(2 * max(counts) + 1024)
     print(f"paced: servers on CPU {args.server_cpu}, load clients on CPU {args.client_cpu}; variants "
           f"{', '.join(variants)}; siopg write_coalesce_ms {args.write_coalesce_ms:g}")
-    results = {f"{n}@{r:g}": scenario(n, r, variants, args, dsn) for n, r in zip(counts, rates)}
+    results = {f"{n}@{r:g}": scenario(n, r, variants, args, dsn) for n, r in zip(counts, rates, strict=True)}
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "scenarios": results}, indent=1))
     ok = all(len(med) == len(variants) and not any(m["failed"] for m in med.values()) for med in results.values())

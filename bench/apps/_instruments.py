@@ -9,7 +9,7 @@ harness signals before and after its measured window and subtracts:
                                            local recipient's connection (no syscalls)
   flush_calls, flush_s, flush_max_s        FlushBatch.run: one loop callback writing every
                                            dirty connection's frames (the write() per client)
-  lag_samples, lag_sum_s, lag_max_s,       event-loop lag: how late a 10 ms sleep wakes up,
+  lag_samples, lag_sum_s, lag_max_s,       event-loop lag: how late a 25 ms sleep wakes up,
   lag_over_5ms, lag_over_20ms              sampled for the whole life of the process
   cpu_s                                    this process's CPU (time.process_time)
 
@@ -75,7 +75,7 @@ def _wrap_flush() -> None:
     FlushBatch.run = run  # type: ignore[method-assign]
 
 
-async def _sample_lag(interval: float = 0.01) -> None:
+async def _sample_lag(interval: float = 0.025) -> None:
     while True:
         t = _perf()
         await asyncio.sleep(interval)

@@ -239,6 +239,18 @@ class LoadClients:
                 dead.add(i)
         return got
 
+    def results(self, timeout: float) -> tuple[dict[int, dict[str, Any]], bool]:
+        """Every process's "result" within `timeout`; then ask the stragglers for what they have.
+        Returns the results and whether any process had to be asked (timed out)."""
+        got = self.collect("result", timeout)
+        timed_out = len(got) < len(self.procs)
+        if timed_out:
+            for i in range(len(self.procs)):
+                if i not in got:
+                    self.send(i, {"cmd": "report"})
+            got.update(self.collect("result", 5))
+        return got, timed_out
+
     def close(self) -> None:
         for i in range(len(self.procs)):
             self.send(i, {"cmd": "exit"})
@@ -348,6 +360,17 @@ def add_profile_args(ap: argparse.ArgumentParser, when: str) -> None:
     ap.add_argument("--profile", metavar="DIR", help=f"run py-spy on siopg {when}, raw stacks into DIR "
                     "(summarise with bench/profile_summary.py; py-spy perturbs the numbers)")
     ap.add_argument("--profile-native", action="store_true", help="with --profile: include native (C) frames")
+
+
+def add_run_args(ap: argparse.ArgumentParser) -> None:
+    """Placement, timing and output options shared by paced.py and chat.py."""
+    ap.add_argument("--server-cpu", default="0")
+    ap.add_argument("--client-cpu", default="1")
+    ap.add_argument("--settle", type=float, default=1.0, help="seconds between ramp-up and the first emit")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--write-coalesce-ms", type=float, default=0.0,
+                    help="siopg's write_coalesce_ms option (0: off, siopg's default)")
+    ap.add_argument("--json", help="also write every run to this file")
 
 
 def parse_servers(ap: argparse.ArgumentParser, value: str) -> list[str]:

@@ -255,13 +255,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="fixed mode: alternating runs")
     ap.add_argument("--procs", type=int, default=2, help="load processes (process i -> server i %% 2)")
     ap.add_argument("--concurrency", type=int, default=50)
-    ap.add_argument("--server-cpu", default="0")
-    ap.add_argument("--client-cpu", default="1")
-    ap.add_argument("--settle", type=float, default=1.0)
-    ap.add_argument("--timeout", type=float, default=120.0)
-    ap.add_argument("--write-coalesce-ms", type=float, default=0.0,
-                    help="siopg's write_coalesce_ms option (0: off, siopg's default)")
-    ap.add_argument("--json", help="also write every run to this file")
+    c.add_run_args(ap)
     args = ap.parse_args()
     variants = [v for v in args.servers.split(",") if v]
     for v in variants:

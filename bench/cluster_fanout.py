@@ -127,13 +127,7 @@ def one_run(kind: str, args: argparse.Namespace, dsn: str, n_msgs: int, window: 
         wall0 = time.monotonic()
         payload = {"n": n_msgs, "window": window, "rate": rate, "procs": counts, "pad": args.pad}
         load.send(0, {"cmd": "start", "payload": payload})
-        results = load.collect("result", args.timeout)
-        timed_out = len(results) < len(counts)
-        if timed_out:
-            for i in range(len(counts)):
-                if i not in results:
-                    load.send(i, {"cmd": "report"})
-            results.update(load.collect("result", 5))
+        results, timed_out = load.results(args.timeout)
         wall = time.monotonic() - wall0
         cpu = sum(c.cpu_seconds(p.pid) for p, _ in servers) - cpu0
         pg_cpu = postgres_cpu() - pg0

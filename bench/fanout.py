@@ -105,13 +105,7 @@ def one_run(kind: str, args: argparse.Namespace, n_msgs: int, window: int, rate:
         wall0 = time.monotonic()
         payload = {"n": n_msgs, "window": window, "rate": rate, "procs": counts, "pad": args.pad}
         load.send(0, {"cmd": "start", "payload": payload})
-        results = load.collect("result", args.timeout)
-        timed_out = len(results) < len(counts)
-        if timed_out:  # ask the stragglers for what they have
-            for i in range(len(counts)):
-                if i not in results:
-                    load.send(i, {"cmd": "report"})
-            results.update(load.collect("result", 5))
+        results, timed_out = load.results(args.timeout)
         wall = time.monotonic() - wall0
         cpu = c.cpu_seconds(server.pid) - cpu0
         if spy is not None:

@@ -78,13 +78,7 @@ def one_run(variant: str, clients: int, rate: float, args: argparse.Namespace, d
         wall0 = time.monotonic()
         load.send(0, {"cmd": "start", "payload": {"n": n_msgs, "window": 0, "rate": rate, "procs": counts,
                                                   "pad": args.pad}})
-        results = load.collect("result", args.seconds + args.timeout)
-        timed_out = len(results) < len(counts)
-        if timed_out:
-            for i in range(len(counts)):
-                if i not in results:
-                    load.send(i, {"cmd": "report"})
-            results.update(load.collect("result", 5))
+        results, timed_out = load.results(args.seconds + args.timeout)
         wall = time.monotonic() - wall0
         cpu = sum(c.cpu_seconds(p) for p in pids) - cpu0
         pg_cpu = cf.postgres_cpu() - pg0 if variant.endswith("2") else 0.0
@@ -177,13 +171,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--procs", type=int, default=0, help="load processes (default 2 per 5000 clients, at least 2)")
     ap.add_argument("--concurrency", type=int, default=50, help="connects in flight per load process")
-    ap.add_argument("--server-cpu", default="0")
-    ap.add_argument("--client-cpu", default="1")
-    ap.add_argument("--settle", type=float, default=1.0)
-    ap.add_argument("--timeout", type=float, default=120.0)
-    ap.add_argument("--write-coalesce-ms", type=float, default=0.0,
-                    help="siopg's write_coalesce_ms option (0: off, siopg's default)")
-    ap.add_argument("--json", help="also write every run to this file")
+    c.add_run_args(ap)
     c.add_profile_args(ap, "1-process during each measured window")
     args = ap.parse_args()
     variants = [v for v in args.servers.split(",") if v]

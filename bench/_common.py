@@ -239,6 +239,18 @@ class LoadClients:
                 dead.add(i)
         return got
 
+    def results(self, timeout: float) -> tuple[dict[int, dict[str, Any]], bool]:
+        """Every process's "result" within `timeout`; then ask the stragglers for what they have.
+        Returns the results and whether any process had to be asked (timed out)."""
+        got = self.collect("result", timeout)
+        timed_out = len(got) < len(self.procs)
+        if timed_out:
+            for i in range(len(self.procs)):
+                if i not in got:
+                    self.send(i, {"cmd": "report"})
+            got.update(self.collect("result", 5))
+        return got, timed_out
+
     def close(self) -> None:
         for i in range(len(self.procs)):
             self.send(i, {"cmd": "exit"})
@@ -276,6 +288,67 @@ def stop_profiler(p: subprocess.Popen[bytes]) -> None:
     stop(p)
 
 
+STATS_FILE = LOG_DIR / "instruments.jsonl"  # siopg bench apps append here on SIGUSR2 (apps/_instruments.py)
+os.environ["SIOPG_BENCH_STATS"] = str(STATS_FILE)
+
+
+def _stat_rows(pid: int) -> list[dict[str, float]]:
+    try:
+        with open(STATS_FILE) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return []
+    return [r for r in rows if r.get("pid") == pid]
+
+
+def instrument_snapshot(pids: list[int], timeout: float = 3.0) -> dict[int, dict[str, float]]:
+    """Ask each siopg server (SIGUSR2) for its cumulative instrument counters; {} for a pid
+    that did not answer in time (e.g. a Node server, which has none)."""
+    seen = {pid: len(_stat_rows(pid)) for pid in pids}
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGUSR2)
+        except ProcessLookupError:
+            pass
+    out: dict[int, dict[str, float]] = {}
+    deadline = time.monotonic() + timeout
+    while len(out) < len(pids) and time.monotonic() < deadline:
+        for pid in pids:
+            rows = _stat_rows(pid)
+            if pid not in out and len(rows) > seen[pid]:
+                out[pid] = rows[-1]
+        time.sleep(0.05)
+    return out
+
+
+def instrument_window(before: dict[int, dict[str, float]], after: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Counters over a window, summed over processes (maxima: the largest of any process)."""
+    total: dict[str, float] = {}
+    for pid, a in after.items():
+        b = before.get(pid, {})
+        for k, v in a.items():
+            if k == "pid":
+                continue
+            if k.endswith("max_s"):
+                total[k] = max(total.get(k, 0.0), v)
+            else:
+                total[k] = total.get(k, 0.0) + v - b.get(k, 0.0)
+    return total
+
+
+def instrument_line(w: dict[str, float], delivered: int) -> str:
+    """One line for the instruments of a siopg run; '' if none were read."""
+    if not w:
+        return ""
+    per_m = 1e6 / delivered if delivered else float("nan")
+    lag_avg = w["lag_sum_s"] / w["lag_samples"] * 1e3 if w.get("lag_samples") else float("nan")
+    return (f"gc {w['gc_pauses']:.0f} pauses {w['gc_pause_s'] * 1e3:.0f} ms (max {w['gc_pause_max_s'] * 1e3:.1f}); "
+            f"deliver {w['deliver_s'] * per_m:.2f} s/1M; flush/write {w['flush_s'] * per_m:.2f} s/1M "
+            f"(max batch {w['flush_max_s'] * 1e3:.1f} ms); "
+            f"loop lag avg {lag_avg:.2f} ms max {w['lag_max_s'] * 1e3:.1f} ms, "
+            f">20 ms x{w['lag_over_20ms']:.0f}")
+
+
 def loadavg() -> str:
     """1-minute load average: other work on this machine skews every number, so show it."""
     with open("/proc/loadavg") as f:
@@ -287,6 +360,17 @@ def add_profile_args(ap: argparse.ArgumentParser, when: str) -> None:
     ap.add_argument("--profile", metavar="DIR", help=f"run py-spy on siopg {when}, raw stacks into DIR "
                     "(summarise with bench/profile_summary.py; py-spy perturbs the numbers)")
     ap.add_argument("--profile-native", action="store_true", help="with --profile: include native (C) frames")
+
+
+def add_run_args(ap: argparse.ArgumentParser) -> None:
+    """Placement, timing and output options shared by paced.py and chat.py."""
+    ap.add_argument("--server-cpu", default="0")
+    ap.add_argument("--client-cpu", default="1")
+    ap.add_argument("--settle", type=float, default=1.0, help="seconds between ramp-up and the first emit")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--write-coalesce-ms", type=float, default=0.0,
+                    help="siopg's write_coalesce_ms option (0: off, siopg's default)")
+    ap.add_argument("--json", help="also write every run to this file")
 
 
 def parse_servers(ap: argparse.ArgumentParser, value: str) -> list[str]:

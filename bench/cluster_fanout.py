@@ -90,7 +90,8 @@ def drop_schema(dsn: str, name: str) -> None:
 ASYNC_COMMIT = [False]
 
 
-def start_servers(kind: str, dsn: str, schema: str | None, cpu: str | None, n: int, recovery: bool) -> list[Any]:
+def start_servers(kind: str, dsn: str, schema: str | None, cpu: str | None, n: int, recovery: bool,
+                  app: str = "cluster_fanout") -> list[Any]:
     os.environ["SIOPG_BENCH_DSN"] = dsn
     os.environ["SIOPG_BENCH_SCHEMA"] = schema or ""
     os.environ["SIOPG_BENCH_RECOVERY"] = "1" if recovery else "0"
@@ -98,7 +99,7 @@ def start_servers(kind: str, dsn: str, schema: str | None, cpu: str | None, n: i
     servers = []
     for _ in range(n):
         port = c.free_port()
-        p = c.spawn(c.server_cmd(kind, port, "cluster_fanout"), cpu, f"server-{kind}-{port}")
+        p = c.spawn(c.server_cmd(kind, port, app), cpu, f"server-{kind}-{port}")
         c.wait_port(port, p)
         servers.append((p, port))
     time.sleep(1.0)  # heartbeats / LISTEN set up everywhere
@@ -126,13 +127,7 @@ def one_run(kind: str, args: argparse.Namespace, dsn: str, n_msgs: int, window: 
         wall0 = time.monotonic()
         payload = {"n": n_msgs, "window": window, "rate": rate, "procs": counts, "pad": args.pad}
         load.send(0, {"cmd": "start", "payload": payload})
-        results = load.collect("result", args.timeout)
-        timed_out = len(results) < len(counts)
-        if timed_out:
-            for i in range(len(counts)):
-                if i not in results:
-                    load.send(i, {"cmd": "report"})
-            results.update(load.collect("result", 5))
+        results, timed_out = load.results(args.timeout)
         wall = time.monotonic() - wall0
         cpu = sum(c.cpu_seconds(p.pid) for p, _ in servers) - cpu0
         pg_cpu = postgres_cpu() - pg0

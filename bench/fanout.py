@@ -50,25 +50,34 @@ def percentile(hist: list[list[int]], q: float) -> float:
     return hist[-1][0] / 1000
 
 
+def merge_hists(res: list[dict[str, Any]]) -> list[list[int]]:
+    """The load processes' sparse latency histograms, merged and sorted by bucket."""
+    hist: dict[int, int] = {}
+    for r in res:
+        for bound, n in r["hist"]:
+            hist[bound] = hist.get(bound, 0) + n
+    return sorted([b, n] for b, n in hist.items())
+
+
+def latency_summary(merged: list[list[int]]) -> dict[str, float]:
+    """p50, p90, p99 and max (ms, bucket upper bounds) of a merged histogram."""
+    return {"p50": percentile(merged, 0.50), "p90": percentile(merged, 0.90), "p99": percentile(merged, 0.99),
+            "max": merged[-1][0] / 1000 if merged else float("nan")}
+
+
 def delivery_stats(res: list[dict[str, Any]], wall: float, expected: int) -> tuple[dict[str, Any], float]:
     """Merge the load processes' reports: delivered, rate, p50, p99, lost, ooo, dups; and the span.
 
     The span runs from the first send to the last receipt (wall time if a report lacks them).
     """
     received = sum(r["received"] - r["duplicates"] for r in res)
-    hist: dict[int, int] = {}
-    for r in res:
-        for bound, n in r["hist"]:
-            hist[bound] = hist.get(bound, 0) + n
-    merged = sorted([b, n] for b, n in hist.items())
     first = min((r["firstSendUs"] for r in res if r["firstSendUs"]), default=0)
     last = max((r["lastRecvUs"] for r in res), default=0)
     span = (last - first) / 1e6 if first and last > first else wall
     return {
         "delivered": received,
         "rate": received / span if span > 0 else 0.0,
-        "p50": percentile(merged, 0.50),
-        "p99": percentile(merged, 0.99),
+        **latency_summary(merge_hists(res)),
         "lost": expected - received,
         "ooo": sum(r["outOfOrder"] for r in res),
         "dups": sum(r["duplicates"] for r in res),
@@ -96,13 +105,7 @@ def one_run(kind: str, args: argparse.Namespace, n_msgs: int, window: int, rate:
         wall0 = time.monotonic()
         payload = {"n": n_msgs, "window": window, "rate": rate, "procs": counts, "pad": args.pad}
         load.send(0, {"cmd": "start", "payload": payload})
-        results = load.collect("result", args.timeout)
-        timed_out = len(results) < len(counts)
-        if timed_out:  # ask the stragglers for what they have
-            for i in range(len(counts)):
-                if i not in results:
-                    load.send(i, {"cmd": "report"})
-            results.update(load.collect("result", 5))
+        results, timed_out = load.results(args.timeout)
         wall = time.monotonic() - wall0
         cpu = c.cpu_seconds(server.pid) - cpu0
         if spy is not None:

@@ -9,6 +9,10 @@
 //   url, clients, proc (index of this process), mode ("fanout" | "idle"),
 //   concurrency (connections in flight while ramping up), n (messages expected),
 //   progress (report deliveries to the server, for its in-flight window).
+// mode "chat" (bench/chat.py) also takes base (global index of this process's first client),
+//   total (clients over all processes) and rooms: client g joins room "r" + (g % rooms)
+//   through its handshake auth, and on a "chat" command every client emits "say" to its room
+//   on a fixed schedule (client g's k-th emit at start + (k + g / total) / rate seconds).
 //
 // Latency: the server embeds its send time as CLOCK_MONOTONIC microseconds
 // ("t"); process.hrtime reads the same clock (libuv uses CLOCK_MONOTONIC, as does
@@ -102,6 +106,54 @@ function result() {
   });
 }
 
+function resetLatency() {
+  fine.fill(0);
+  coarse.fill(0);
+  received = 0;
+  lastRecvUs = 0;
+}
+
+// Chat mode: one step = every client emitting to its room at `rate`/s for `seconds`.
+const chat = { step: -1, stale: 0, sent: 0, lagMaxUs: 0, lagOver10ms: 0 };
+
+function chatSend(cmd) {
+  resetLatency();
+  Object.assign(chat, { step: cmd.step, stale: 0, sent: 0, lagMaxUs: 0, lagOver10ms: 0 });
+  const n = cfg.clients;
+  const perClient = Math.max(1, Math.round(cmd.rate * cmd.seconds));
+  const pad = cmd.pad ? "x".repeat(cmd.pad) : undefined;
+  const start = nowUs() + 20000;
+  const due = (m) => start + ((Math.floor(m / n) + (cfg.base + (m % n)) / cfg.total) * 1e6) / cmd.rate;
+  let m = 0;
+  const tick = () => {
+    const now = nowUs();
+    while (m < n * perClient && due(m) <= now) {
+      const lag = now - due(m);
+      if (lag > chat.lagMaxUs) chat.lagMaxUs = lag;
+      if (lag > 10000) chat.lagOver10ms++;
+      const s = sockets[m % n];
+      if (s.connected) {
+        const msg = { r: cmd.step, t: nowUs() };
+        if (pad) msg.pad = pad;
+        s.emit("say", msg);
+        chat.sent++;
+      }
+      m++;
+    }
+    if (m < n * perClient) setTimeout(tick, Math.max(0, Math.min(5, (due(m) - nowUs()) / 1000)));
+    else out({ type: "sent", proc: cfg.proc, sent: chat.sent, lagMaxUs: chat.lagMaxUs, lagOver10ms: chat.lagOver10ms });
+  };
+  setTimeout(tick, 20);
+}
+
+function chatResult() {
+  out({
+    type: "result", proc: cfg.proc, clients: cfg.clients, step: chat.step, sent: chat.sent, received,
+    stale: chat.stale, disconnected, lagMaxUs: chat.lagMaxUs, lagOver10ms: chat.lagOver10ms, lastRecvUs,
+    hist: sparseHist(),
+  });
+}
+
 function makeClient(i) {
   return new Promise((resolve) => {
     const s = io(cfg.url, {
@@ -109,6 +161,7 @@ function makeClient(i) {
       forceNew: true,
       reconnection: false,
       timeout: 20000,
+      auth: cfg.mode === "chat" ? { room: "r" + ((cfg.base + i) % cfg.rooms) } : undefined,
     });
     const st = { next: 0, unique: 0, seen: cfg.mode === "fanout" ? new Uint8Array((N >> 3) + 1) : null, done: false };
     sockets[i] = s;
@@ -135,6 +188,18 @@ function makeClient(i) {
       disconnected++;
       if (disconnected <= 3) out({ type: "log", msg: `client ${i} disconnected: ${reason}` });
     });
+    if (cfg.mode === "chat") {
+      s.on("msg", (m) => {
+        if (m.r !== chat.step) {
+          chat.stale++; // a late delivery from an earlier step
+          return;
+        }
+        const t = nowUs();
+        received++;
+        lastRecvUs = t;
+        record(t - m.t);
+      });
+    }
     if (cfg.mode === "fanout") {
       s.on("tick", (m) => {
         const t = nowUs();
@@ -210,8 +275,11 @@ rl.on("line", (line) => {
   if (cmd.cmd === "start") {
     // forwarded to the server by this process's first client
     sockets[0].emit("start", cmd.payload);
+  } else if (cmd.cmd === "chat") {
+    chatSend(cmd);
   } else if (cmd.cmd === "report") {
-    result();
+    if (cfg.mode === "chat") chatResult();
+    else result();
   } else if (cmd.cmd === "exit") {
     shutdown(0);
   }

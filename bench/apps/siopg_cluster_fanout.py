@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import _instruments
 from _siopg_fanout_common import Fanout
 
 import siopg
@@ -23,6 +24,8 @@ io = siopg.Server(
         schema=os.environ.get("SIOPG_BENCH_SCHEMA", "siopg"),
         synchronous_commit=os.environ.get("SIOPG_BENCH_ASYNC_COMMIT") != "1",
     ),
+    write_coalesce_ms=float(os.environ.get("SIOPG_BENCH_WRITE_COALESCE_MS") or 0),
     connection_state_recovery=siopg.Recovery() if os.environ.get("SIOPG_BENCH_RECOVERY") == "1" else None,
 )
+_instruments.install(io)  # SIOPG_BENCH_STATS=file: SIGUSR2 dumps gc/deliver/flush/loop-lag counters
 Fanout().serve(io, forward=True)

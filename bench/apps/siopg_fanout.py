@@ -17,11 +17,12 @@ import os
 import signal
 from typing import Any
 
+import _instruments
 from _siopg_fanout_common import Fanout
 
 import siopg
 
-io = siopg.Server()
+io = siopg.Server(write_coalesce_ms=float(os.environ.get("SIOPG_BENCH_WRITE_COALESCE_MS") or 0))
 
 # Experiment knobs, off by default (the published numbers use siopg's defaults):
 # SIOPG_BENCH_GC="freeze" or "t0,t1,t2" (gc.set_threshold) or "off";
@@ -62,4 +63,5 @@ def _dump_allocations(_signum: int, _frame: Any) -> None:
 signal.signal(signal.SIGUSR1, _dump_allocations)
 
 
+_instruments.install(io)  # SIOPG_BENCH_STATS=file: SIGUSR2 dumps gc/deliver/flush/loop-lag counters
 Fanout().serve(io, forward=False)

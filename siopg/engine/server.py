@@ -92,7 +92,8 @@ class EngineServer:
             upgrades=tuple(t for t in options.transports if t == "websocket"),
         )
         self.sockets: dict[str, EngineSocket] = {}
-        self._flush_batch = FlushBatch()  # one flush callback per loop tick for all connections
+        # one flush callback per loop tick (or per coalescing window) for all connections
+        self._flush_batch = FlushBatch(options.write_coalesce)
         self._ws_tasks: set[asyncio.Task[Any]] = set()   # running WebSocket loops
         self._bg_tasks: set[asyncio.Task[Any]] = set()   # short-lived helpers (ws close)
         self._closing = False

@@ -44,10 +44,21 @@ class FlushBatch:
     Each connection is flushed in the order it was first dirtied, so its own order holds.
     """
 
-    __slots__ = ("dirty",)
+    __slots__ = ("delay", "dirty")
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        """`delay`: seconds the flush waits after the first connection was dirtied (write
+        coalescing: frames queued meanwhile go out in the same write); 0 flushes in the next
+        loop iteration."""
         self.dirty: list[EngineSocket] = []
+        self.delay = delay
+
+    def schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called by the first connection dirtied since the last flush."""
+        if self.delay > 0:
+            loop.call_later(self.delay, self.run)
+        else:
+            loop.call_soon(self.run)
 
     def run(self) -> None:
         batch = self.dirty
@@ -167,7 +178,7 @@ class EngineSocket:
             batch = self._batch
             dirty = batch.dirty
             if not dirty:
-                self._loop.call_soon(batch.run)
+                batch.schedule(self._loop)
             dirty.append(self)
 
     def set_deadline(self, when: float | None) -> None:

@@ -45,6 +45,7 @@ class Server:
         max_http_buffer_size: int = 1_000_000,
         http_body_timeout: float | None = 20.0,
         max_buffer_size: int = 8 * 1024 * 1024,
+        write_coalesce_ms: float = 0.0,
         transports: Iterable[str] = ("polling", "websocket"),
         allow_request: Callable[..., Any] | None = None,
         cookie: str | dict[str, Any] | None = None,
@@ -121,6 +122,7 @@ class Server:
                 http_compression=http_compression,
                 per_message_deflate=per_message_deflate,
                 max_buffer_size=max_buffer_size,
+                write_coalesce=write_coalesce_ms / 1000,
             ),
         )
         self.sockets: Namespace = self.of("/")  # the main namespace, like socket.io's io.sockets

@@ -72,3 +72,38 @@ async def test_a_failing_connection_does_not_strand_the_others(caplog: pytest.Lo
     good.send([OutgoingMessage("3")])
     await asyncio.sleep(0)
     assert written[-1] == ("good", ["43"])
+
+
+async def test_write_coalescing_merges_frames_queued_within_the_window() -> None:
+    engine = EngineServer(lambda s: None, EngineOptions(write_coalesce=0.05))
+    written: list[tuple[str, list[str]]] = []
+    flushed = asyncio.Event()
+
+    class SignallingWs(FakeWs):
+        def write_packets(self, packets: Sequence[EncodedPacket]) -> int:
+            flushed.set()
+            return super().write_packets(packets)
+
+    a, b = _ws_socket(engine, SignallingWs(written, "a")), _ws_socket(engine, SignallingWs(written, "b"))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    a.send([OutgoingMessage("1")])
+    for _ in range(5):  # later loop iterations, still inside the window
+        await asyncio.sleep(0)
+    assert written == []
+    a.send([OutgoingMessage("2")])
+    b.send([OutgoingMessage("3")])
+    await asyncio.wait_for(flushed.wait(), 5)
+    assert loop.time() - start >= 0.045  # held for the window (loop timer granularity aside)
+    assert written == [("a", ["41", "42"]), ("b", ["43"])]  # one write per connection
+    for sock in (a, b):
+        sock.close()
+
+
+def test_write_coalesce_option_reaches_the_engine_and_is_bounded() -> None:
+    import siopg
+
+    assert siopg.Server(write_coalesce_ms=5).engine.options.write_coalesce == 0.005
+    assert siopg.Server().engine.options.write_coalesce == 0
+    with pytest.raises(ValueError, match="write_coalesce"):
+        EngineOptions(write_coalesce=-1)

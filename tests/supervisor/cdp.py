@@ -120,7 +120,8 @@ class Page:
             if method == "Page.loadEventFired":
                 self.loaded.set()
             elif method == "Fetch.requestPaused":
-                asyncio.get_running_loop().create_task(self.send("Fetch.continueRequest", requestId=params["requestId"]))
+                request_id = params["requestId"]
+                asyncio.get_running_loop().create_task(self.send("Fetch.continueRequest", requestId=request_id))
             elif method == "Fetch.authRequired":
                 user, password = self._credentials or ("", "")
                 answer = {"response": "ProvideCredentials", "username": user, "password": password}
@@ -148,5 +149,5 @@ class Page:
 
     async def screenshot(self, path: Path) -> None:
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
+        data = base64.b64decode(shot["data"])
+        await asyncio.to_thread(lambda: (path.parent.mkdir(parents=True, exist_ok=True), path.write_bytes(data)))

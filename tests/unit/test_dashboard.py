@@ -269,7 +269,8 @@ def test_sampler_rates_and_history_ring() -> None:
         doc = sampler.sample()
     assert doc["history"]["t"] == [105.0, 110.0, 115.0, 120.0, 125.0]  # 100.0 fell out of the window
     assert doc["history"]["counters"]["packets_in"] == [30] * 5
-    assert recovery({})["rate"] is None and recovery({"recoveries_attempted": 4, "recoveries_succeeded": 3})["rate"] == 0.75
+    assert recovery({})["rate"] is None
+    assert recovery({"recoveries_attempted": 4, "recoveries_succeeded": 3})["rate"] == 0.75
 
 
 async def test_recovery_and_persisted_counts_come_from_the_metrics(served: Serve, http: aiohttp.ClientSession) -> None:

@@ -51,6 +51,8 @@ async def serve(
     dashboard: bool = False,
     dashboard_auth: tuple[str, str] | None = None,
     metrics: bool = False,
+    metrics_auth: tuple[str, str] | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM, then close the server gracefully.
 
@@ -61,9 +63,12 @@ async def serve(
 
     from siopg.server.server import Server
 
+    metrics_runner = None
     if app is None:
         if isinstance(io, Server):
-            app = io.aiohttp_app(metrics=metrics)
+            app = io.aiohttp_app()
+            if metrics or metrics_port is not None:
+                metrics_runner = await _serve_metrics(io, app, host, metrics_port, metrics_auth)
             from siopg.dashboard import publish
 
             publish(io, app)  # its stats, for the cluster dashboard (here or `siopg dashboard`)
@@ -95,6 +100,27 @@ async def serve(
         if io is not None:
             await io.close()
         await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+
+
+async def _serve_metrics(io: Any, app: Any, host: str, port: int | None, auth: tuple[str, str] | None) -> Any:
+    """/metrics on `app`, or on an app of its own at `port` (its runner returned, to clean up)."""
+    from aiohttp import web
+
+    from siopg.metrics import setup as setup_metrics
+
+    if port is None:
+        setup_metrics(io, app, auth=auth)
+        return None
+    own = web.Application()
+    setup_metrics(io, own, auth=auth)
+    runner = web.AppRunner(own, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    print(f"siopg: metrics on http://{host}:{bound}/metrics", flush=True)
+    return runner
 
 
 def add_dashboard_command(sub: Any) -> argparse.ArgumentParser:
@@ -221,8 +247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(getattr(io, "metrics", None), "max_namespace_labels"):
         io.metrics.max_namespace_labels = args.metrics_max_namespaces
     apply_gc_setting(args.gc_threshold)
+    metrics_auth = None
+    if getattr(args, "metrics_auth", None):
+        from siopg.dashboard.auth import parse_credentials
+
+        try:
+            metrics_auth = parse_credentials(args.metrics_auth)
+        except ValueError as exc:
+            parser.error(f"--metrics-auth: {str(exc).replace('dashboard ', '')}")
     run(serve(io, args.host, args.port, dashboard=args.dashboard, dashboard_auth=dashboard_auth,
-              metrics=args.metrics))
+              metrics=args.metrics, metrics_auth=metrics_auth, metrics_port=getattr(args, "metrics_port", None)))
     return 0
 
 

@@ -80,10 +80,17 @@
     area.setAttribute("points", first + "," + SPARK_H + " " + pts.join(" ") + " " + last + "," + SPARK_H);
   }
 
+  // The x axis spans the history there is (at least a minute, at most the server's window),
+  // so a server that just started fills the chart rather than a sliver of it.
+  function span(h) {
+    const window = h.window || 600;
+    return Math.min(window, Math.max(60, ...(h.age || [0])));
+  }
+
   function updateSparks(doc) {
     const h = doc.history || {};
     for (const svg of document.querySelectorAll("svg[data-spark]")) {
-      drawSpark(svg, h.age, h[svg.dataset.spark], h.window || 600);
+      drawSpark(svg, h.age, h[svg.dataset.spark], span(h));
     }
   }
 
@@ -104,7 +111,7 @@
       line.setAttribute("class", "series");
       line.setAttribute("stroke", color);
       line.setAttribute("data-series", name);
-      if (values && values.length) line.setAttribute("points", points(h.age, values, h.window || 600, CHART_W, CHART_H, max).join(" "));
+      if (values && values.length) line.setAttribute("points", points(h.age, values, span(h), CHART_W, CHART_H, max).join(" "));
       lines.push(line);
       const key = document.createElement("span");
       key.style.color = color;

@@ -123,6 +123,19 @@ async def _serve_metrics(io: Any, app: Any, host: str, port: int | None, auth: t
     return runner
 
 
+def credentials_arg(parser: argparse.ArgumentParser, flag: str, value: str | None) -> tuple[str, str] | None:
+    """`USER:PASSWORD` of `flag` as a (user, password) tuple (None when not given); a usage error
+    when it is malformed."""
+    if not value:
+        return None
+    from siopg.dashboard.auth import parse_credentials
+
+    try:
+        return parse_credentials(value)
+    except ValueError as exc:
+        parser.error(f"{flag}: {exc}")
+
+
 def add_dashboard_command(sub: Any) -> argparse.ArgumentParser:
     """`siopg dashboard`: the cluster dashboard alone, read from the database."""
     from siopg.supervisor.config import LOG_LEVELS, _env, _env_flag
@@ -151,17 +164,11 @@ def add_dashboard_command(sub: Any) -> argparse.ArgumentParser:
 
 def run_dashboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Run `siopg dashboard` until SIGINT/SIGTERM; one line on stderr when it cannot start."""
-    from siopg.dashboard.auth import parse_credentials
     from siopg.supervisor.config import dashboard_exposure
 
     if not args.database_url:
         parser.error("--database-url (or SIOPG_DATABASE_URL) is required: the dashboard reads the cluster there")
-    auth = None
-    if args.dashboard_auth:
-        try:
-            auth = parse_credentials(args.dashboard_auth)
-        except ValueError as exc:
-            parser.error(f"--dashboard-auth: {exc}")
+    auth = credentials_arg(parser, "--dashboard-auth", args.dashboard_auth)
     refusal = dashboard_exposure(args.host, True, auth is not None, args.dashboard_insecure)
     if refusal:
         parser.error(refusal.replace("--dashboard without", "a dashboard without"))
@@ -213,14 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(supervisor.reload_from_args(args) or 0)
     if args.command == "dashboard":
         return run_dashboard(args, dashboard_p)
-    dashboard_auth = None
-    if args.dashboard_auth:
-        from siopg.dashboard.auth import parse_credentials
-
-        try:
-            dashboard_auth = parse_credentials(args.dashboard_auth)
-        except ValueError as exc:
-            parser.error(f"--dashboard-auth: {exc}")
+    dashboard_auth = credentials_arg(parser, "--dashboard-auth", args.dashboard_auth)
     from siopg.supervisor.config import dashboard_exposure
 
     refusal = dashboard_exposure(args.host, args.dashboard, dashboard_auth is not None,
@@ -247,14 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(getattr(io, "metrics", None), "max_namespace_labels"):
         io.metrics.max_namespace_labels = args.metrics_max_namespaces
     apply_gc_setting(args.gc_threshold)
-    metrics_auth = None
-    if getattr(args, "metrics_auth", None):
-        from siopg.dashboard.auth import parse_credentials
-
-        try:
-            metrics_auth = parse_credentials(args.metrics_auth)
-        except ValueError as exc:
-            parser.error(f"--metrics-auth: {str(exc).replace('dashboard ', '')}")
+    metrics_auth = credentials_arg(parser, "--metrics-auth", getattr(args, "metrics_auth", None))
     run(serve(io, args.host, args.port, dashboard=args.dashboard, dashboard_auth=dashboard_auth,
               metrics=args.metrics, metrics_auth=metrics_auth, metrics_port=getattr(args, "metrics_port", None)))
     return 0

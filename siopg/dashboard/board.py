@@ -145,6 +145,8 @@ class Publisher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the dashboard must never hurt serving; said once per outage
+            if cluster.stats_table is None:  # the server is closing: nothing to say
+                return
             if not self._failing:
                 log.warning("could not publish this server's dashboard stats: %s", exc)
             self._failing = True

@@ -179,6 +179,8 @@ def merge(entries: list[Entry], log: dict[str, Any] | None = None) -> dict[str, 
     }
 
 
-def _order(entry: Entry) -> tuple[str, str, str]:
+def _order(entry: Entry) -> tuple[str, int, str, str]:
+    """By host, then worker (numerically: worker 10 after worker 2), then id."""
     doc = entry.doc or {}
-    return (str(doc.get("host") or ""), str(doc.get("worker") or ""), entry.id)
+    worker = str(doc.get("worker") or "")
+    return (str(doc.get("host") or ""), int(worker) if worker.isdecimal() else -1, worker, entry.id)

@@ -1,4 +1,5 @@
-"""`siopg serve app:io` runs a Server on aiohttp + uvloop; `siopg migrate` runs DB migrations."""
+"""`siopg serve app:io` runs a Server on aiohttp + uvloop; `siopg migrate` runs DB migrations;
+`siopg dashboard --database-url URL` serves the cluster dashboard on its own."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ async def serve(
     dashboard: bool = False,
     dashboard_auth: tuple[str, str] | None = None,
     metrics: bool = False,
+    metrics_auth: tuple[str, str] | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM, then close the server gracefully.
 
@@ -60,9 +63,15 @@ async def serve(
 
     from siopg.server.server import Server
 
+    metrics_runner = None
     if app is None:
         if isinstance(io, Server):
-            app = io.aiohttp_app(metrics=metrics)
+            app = io.aiohttp_app()
+            if metrics or metrics_port is not None:
+                metrics_runner = await _serve_metrics(io, app, host, metrics_port, metrics_auth)
+            from siopg.dashboard import publish
+
+            publish(io, app)  # its stats, for the cluster dashboard (here or `siopg dashboard`)
             if dashboard:
                 from siopg.dashboard import setup as setup_dashboard
 
@@ -91,6 +100,91 @@ async def serve(
         if io is not None:
             await io.close()
         await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
+
+
+async def _serve_metrics(io: Any, app: Any, host: str, port: int | None, auth: tuple[str, str] | None) -> Any:
+    """/metrics on `app`, or on an app of its own at `port` (its runner returned, to clean up)."""
+    from aiohttp import web
+
+    from siopg.metrics import setup as setup_metrics
+
+    if port is None:
+        setup_metrics(io, app, auth=auth)
+        return None
+    own = web.Application()
+    setup_metrics(io, own, auth=auth)
+    runner = web.AppRunner(own, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    print(f"siopg: metrics on http://{host}:{bound}/metrics", flush=True)
+    return runner
+
+
+def credentials_arg(parser: argparse.ArgumentParser, flag: str, value: str | None) -> tuple[str, str] | None:
+    """`USER:PASSWORD` of `flag` as a (user, password) tuple (None when not given); a usage error
+    when it is malformed."""
+    if not value:
+        return None
+    from siopg.dashboard.auth import parse_credentials
+
+    try:
+        return parse_credentials(value)
+    except ValueError as exc:
+        parser.error(f"{flag}: {exc}")
+
+
+def add_dashboard_command(sub: Any) -> argparse.ArgumentParser:
+    """`siopg dashboard`: the cluster dashboard alone, read from the database."""
+    from siopg.supervisor.config import LOG_LEVELS, _env, _env_flag
+
+    p: argparse.ArgumentParser = sub.add_parser(
+        "dashboard", help="serve the cluster dashboard on its own, read from the database",
+        description="Serve the cluster dashboard of the siopg servers that use DATABASE (the Postgres"
+                    " adapter): no Socket.IO clients, read only, the same page every server shows.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--database-url", default=_env("SIOPG_DATABASE_URL"),
+                   help="PostgreSQL URL the servers use (env SIOPG_DATABASE_URL)")
+    p.add_argument("--schema", default="siopg", help="schema holding siopg's tables")
+    p.add_argument("--host", default=_env("SIOPG_HOST", "127.0.0.1"), help="env SIOPG_HOST")
+    p.add_argument("--port", type=int, default=int(_env("SIOPG_DASHBOARD_PORT", "3100") or 3100),
+                   help="env SIOPG_DASHBOARD_PORT")
+    p.add_argument("--path", default="/dashboard", help="URL path of the page")
+    p.add_argument("--dashboard-auth", metavar="USER:PASSWORD", default=_env("SIOPG_DASHBOARD_AUTH"),
+                   help="HTTP basic auth (env SIOPG_DASHBOARD_AUTH, which keeps the password out of `ps`)")
+    p.add_argument("--dashboard-insecure", action="store_true", default=_env_flag("SIOPG_DASHBOARD_INSECURE"),
+                   help="allow no --dashboard-auth on a non-loopback --host (env SIOPG_DASHBOARD_INSECURE=1)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=_env("SIOPG_LOG_LEVEL", "info"),
+                   help="env SIOPG_LOG_LEVEL")
+    return p
+
+
+def run_dashboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run `siopg dashboard` until SIGINT/SIGTERM; one line on stderr when it cannot start."""
+    from siopg.supervisor.config import dashboard_exposure
+
+    if not args.database_url:
+        parser.error("--database-url (or SIOPG_DATABASE_URL) is required: the dashboard reads the cluster there")
+    auth = credentials_arg(parser, "--dashboard-auth", args.dashboard_auth)
+    refusal = dashboard_exposure(args.host, True, auth is not None, args.dashboard_insecure)
+    if refusal:
+        parser.error(refusal.replace("--dashboard without", "a dashboard without"))
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from siopg.dashboard import standalone
+
+    try:
+        run(standalone.serve(args.database_url, args.host, args.port, args.schema, auth, args.path))
+    except (OSError, ValueError, RuntimeError) as exc:  # unreachable database, port in use, old schema
+        print(f"siopg dashboard: {str(exc).removeprefix('siopg: ')}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - asyncpg errors: one line, no traceback
+        print(f"siopg dashboard: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("migrate", help="run the PostgreSQL adapter's migrations", add_help=False)
     reload_p = sub.add_parser("reload", help="rolling restart of a running `siopg serve --workers N`")
     supervisor.add_reload_arguments(reload_p)
+    dashboard_p = add_dashboard_command(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "migrate":
         from siopg.adapter.postgres.migrations import main as migrate_main
@@ -123,14 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "reload":
         return int(supervisor.reload_from_args(args) or 0)
-    dashboard_auth = None
-    if args.dashboard_auth:
-        from siopg.dashboard.auth import parse_credentials
-
-        try:
-            dashboard_auth = parse_credentials(args.dashboard_auth)
-        except ValueError as exc:
-            parser.error(f"--dashboard-auth: {exc}")
+    if args.command == "dashboard":
+        return run_dashboard(args, dashboard_p)
+    dashboard_auth = credentials_arg(parser, "--dashboard-auth", args.dashboard_auth)
     from siopg.supervisor.config import dashboard_exposure
 
     refusal = dashboard_exposure(args.host, args.dashboard, dashboard_auth is not None,
@@ -157,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(getattr(io, "metrics", None), "max_namespace_labels"):
         io.metrics.max_namespace_labels = args.metrics_max_namespaces
     apply_gc_setting(args.gc_threshold)
+    metrics_auth = credentials_arg(parser, "--metrics-auth", getattr(args, "metrics_auth", None))
     run(serve(io, args.host, args.port, dashboard=args.dashboard, dashboard_auth=dashboard_auth,
-              metrics=args.metrics))
+              metrics=args.metrics, metrics_auth=metrics_auth, metrics_port=getattr(args, "metrics_port", None)))
     return 0
 
 

@@ -153,12 +153,25 @@ def make_registry(server: Server) -> CollectorRegistry:
     return registry
 
 
-def setup(io: Server, app: web.Application, path: str = "/metrics") -> None:
+def setup(io: Server, app: web.Application, path: str = "/metrics", auth: Any = None) -> None:
     """Serve `io`'s Prometheus metrics at GET `path` of an aiohttp app (what
-    `io.aiohttp_app(metrics=True)` and `io.attach(app, metrics=True)` do)."""
+    `io.aiohttp_app(metrics=True)` and `io.attach(app, metrics=True)` do).
+
+    `auth`: None, a (user, password) tuple for HTTP basic auth or a callable(request) -> bool,
+    as for siopg.dashboard (`siopg serve --metrics-auth USER:PASSWORD`)."""
 
     async def metrics(request: web.Request) -> web.Response:
         return await aiohttp_handler(io, request)
+
+    if auth is not None:  # siopg.dashboard (and jinja2) load only when asked for
+        from siopg.dashboard import auth as auth_mod
+
+        checked = auth_mod.validate(auth)
+        serve = metrics
+
+        async def metrics(request: web.Request) -> web.Response:
+            refusal = await auth_mod.check(checked, request)
+            return refusal if refusal is not None else await serve(request)
 
     app.router.add_get(path, metrics)
 

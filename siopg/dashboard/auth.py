@@ -65,7 +65,12 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
 
 
 def _basic_ok(request: web.Request, user: str, password: str) -> bool:
-    given = _basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
+    return basic_matches(request.headers.get(hdrs.AUTHORIZATION, ""), user, password)
+
+
+def basic_matches(header: str, user: str, password: str) -> bool:
+    """True when the `Authorization` header value carries exactly these basic-auth credentials."""
+    given = _basic_credentials(header)
     if given is None:
         return False
     # compare both parts, always, in constant time

@@ -1,4 +1,9 @@
-"""The dashboard's aiohttp routes: the page, its JSON feed and its two static files."""
+"""The dashboard's aiohttp routes: the page, its JSON feed and its two static files.
+
+The page shows the whole cluster: `stats.json` is `cluster.merge` of what the board knows
+(every server's snapshot from the database with the Postgres adapter; this server alone
+otherwise), read at most every MIN_INTERVAL seconds whatever the number of viewers.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +22,16 @@ import jinja2
 from aiohttp import hdrs, web
 
 from siopg.dashboard import auth as auth_mod
-from siopg.dashboard.stats import History, Point, Reading, read, to_json
+from siopg.dashboard.board import MIN_INTERVAL, Board, ServerBoard, publish
+from siopg.dashboard.cluster import merge
 
 if TYPE_CHECKING:  # pragma: no cover
     from siopg.server.server import Server
 
 logger = logging.getLogger("siopg.dashboard")
 
-#: a reading younger than this is shared by every viewer (and every poll) instead of re-read
-MIN_INTERVAL = 0.5
-#: how long the adapter may take to answer server_count() before the page shows "?"
-SERVER_COUNT_TIMEOUT = 2.0
+#: how long the board (the database) may take to answer before the page says so
+READ_TIMEOUT = 3.0
 STATIC_FILES = ("dashboard.js", "dashboard.css")
 # the page runs only its own script and talks only to its own origin
 CSP = (
@@ -65,41 +69,35 @@ def _environment() -> jinja2.Environment:
 
 
 class Dashboard:
-    """State for one server's dashboard: the shared latest reading and the rate history."""
+    """One dashboard: where its numbers come from (`board`), who may see it, the page."""
 
-    def __init__(self, io: Server, path: str, auth: auth_mod.Auth, clock: Callable[[], float] = time.monotonic) -> None:
-        self.io = io
+    def __init__(
+        self,
+        board: Board,
+        path: str,
+        auth: auth_mod.Auth,
+        meta: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.board = board
         self.path = path
         self.auth = auth
+        self.meta = meta or {}  # shown in the page's header (adapter, parser, ...)
         self.clock = clock
-        self.history = History()
         self.static = _load_static()
         self.template = _environment().get_template("dashboard.html")
-        self._latest: tuple[Reading, Point, int | None] | None = None
+        self._latest: tuple[float, dict[str, Any]] | None = None
         self._lock = asyncio.Lock()
-        # a baseline, so the first rates shown are averages since setup rather than zeros
-        self.history.add(read(io, clock()))
 
     # data --------------------------------------------------------------------------------
-    async def _count_servers(self) -> int | None:
-        try:
-            return int(await asyncio.wait_for(self.io.server_count(), SERVER_COUNT_TIMEOUT))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a cluster hiccup shows as "?" rather than breaking the page
-            logger.debug("server_count() failed for the dashboard: %r", exc)
-            return None
-
     async def snapshot(self) -> dict[str, Any]:
         """The stats document; re-read at most every MIN_INTERVAL whatever the number of viewers."""
         async with self._lock:
             latest = self._latest
-            if latest is None or self.clock() - latest[0].t >= MIN_INTERVAL:
-                server_count = await self._count_servers()
-                reading = read(self.io, self.clock())
-                latest = self._latest = (reading, self.history.add(reading), server_count)
-        reading, point, server_count = latest
-        doc = to_json(reading, point, self.history, server_count)
+            if latest is None or self.clock() - latest[0] >= MIN_INTERVAL:
+                entries, log_doc = await asyncio.wait_for(self.board.read(), READ_TIMEOUT)
+                latest = self._latest = (self.clock(), merge(entries, log_doc))
+        doc = dict(latest[1])
         doc["time"] = time.time()
         doc["pid"] = os.getpid()
         return doc
@@ -114,15 +112,23 @@ class Dashboard:
 
         return wrapper
 
+    async def _stats_or_error(self) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            return await self.snapshot(), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - shown on the page (a database outage, say)
+            logger.debug("dashboard stats failed: %r", exc)
+            return None, f"{type(exc).__name__}: {exc}"[:200] or "error"
+
     async def page(self, request: web.Request) -> web.Response:
         base = request.path.rstrip("/")  # right even when mounted in a sub-application
-        stats = await self.snapshot()
+        stats, error = await self._stats_or_error()
         html = self.template.render(
             base=base,
-            stats=stats,
-            parser=self.io.parser,
-            engine_path=self.io.path,
-            adapter=type(self.io.sockets.adapter).__name__,
+            stats=stats or merge([]),
+            error=error,
+            meta=self.meta,
             static={name: f"{base}/static/{name}?v={f.version}" for name, f in self.static.items()},
         )
         headers = {**NO_STORE, "Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer"}
@@ -132,7 +138,10 @@ class Dashboard:
         raise web.HTTPMovedPermanently(request.path.rstrip("/") or "/")
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.snapshot(), headers=NO_STORE)
+        stats, error = await self._stats_or_error()
+        if stats is None:
+            return web.json_response({"error": error}, status=503, headers=NO_STORE)
+        return web.json_response(stats, headers=NO_STORE)
 
     async def static_file(self, request: web.Request) -> web.Response:
         f = self.static.get(request.match_info["name"])
@@ -155,19 +164,31 @@ def normalize_path(path: str) -> str:
     return path
 
 
-def setup(io: Server, app: web.Application, path: str = "/dashboard", auth: auth_mod.Auth = None) -> Dashboard:
-    """Serve `io`'s live dashboard on `app` at `path` (plus `path`/stats.json and `path`/static/).
-
-    `auth`: None (open: fine on localhost, never on a public address), a (user, password)
-    tuple for HTTP basic auth (use it over HTTPS), or a callable(request) -> bool, sync or
-    async, that must return True to let a request through. It guards every route.
-    `app` need not be the app `io` is attached to: a separate internal-only app works too.
-    """
-    path = normalize_path(path)
-    dashboard = Dashboard(io, path, auth_mod.validate(auth))
+def mount(app: web.Application, dashboard: Dashboard) -> Dashboard:
+    """Add `dashboard`'s routes (all guarded by its auth) to `app` under its path."""
     guard = dashboard.guarded
+    path = dashboard.path
     app.router.add_get(path, guard(dashboard.page))
     app.router.add_get(path + "/", guard(dashboard.redirect))
     app.router.add_get(path + "/stats.json", guard(dashboard.stats))
     app.router.add_get(path + "/static/{name}", guard(dashboard.static_file))
     return dashboard
+
+
+def setup(
+    io: Server, app: web.Application, path: str = "/dashboard", auth: auth_mod.Auth = None, worker: str | None = None
+) -> Dashboard:
+    """Serve the cluster dashboard on `app` at `path` (plus `path`/stats.json and `path`/static/).
+
+    `auth`: None (open: fine on localhost, never on a public address), a (user, password)
+    tuple for HTTP basic auth (use it over HTTPS), or a callable(request) -> bool, sync or
+    async, that must return True to let a request through. It guards every route.
+    `app` need not be the app `io` is attached to: a separate internal-only app works too.
+    It also makes `io` publish its stats snapshot while `app` runs (see `board.publish`);
+    `worker` names this process on the page, as the logs do.
+    """
+    path = normalize_path(path)
+    publisher = publish(io, app, worker)
+    meta = {"adapter": type(io.sockets.adapter).__name__, "parser": str(io.parser), "path": str(io.path)}
+    board = ServerBoard(io, publisher.sampler)
+    return mount(app, Dashboard(board, path, auth_mod.validate(auth), meta))

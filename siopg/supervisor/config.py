@@ -32,6 +32,8 @@ class SupervisorConfig:
     dashboard_auth: str | None = None  # USER:PASSWORD for it (HTTP basic auth)
     dashboard_insecure: bool = False  # allow an unauthenticated dashboard on a non-loopback host
     metrics: bool = False         # serve the merged Prometheus /metrics on the port
+    metrics_auth: str | None = None  # USER:PASSWORD that /metrics requires (HTTP basic auth)
+    metrics_port: int | None = None  # serve /metrics on this port instead of the app's (implies metrics)
     metrics_max_namespaces: int = 100  # distinct namespace labels per worker (the rest folded)
     database_wait: float = 60.0   # seconds the supervisor waits for an unreachable database at start
     max_pending_heads: int = 4096  # connections still sending their request head (more: oldest cut)
@@ -49,6 +51,14 @@ class SupervisorConfig:
             from siopg.dashboard.auth import parse_credentials
 
             parse_credentials(self.dashboard_auth)  # fail here, not in every worker
+        if self.metrics_auth:
+            from siopg.dashboard.auth import parse_credentials
+
+            parse_credentials(self.metrics_auth)
+        if self.metrics_port is not None:
+            if not 0 <= self.metrics_port <= 65535:
+                raise ValueError("metrics port must be in 0..65535")
+            self.metrics = True
         if self.metrics_max_namespaces < 1:
             raise ValueError("metrics max namespaces must be >= 1")
         if self.max_pending_heads < 1:
@@ -121,6 +131,11 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--metrics", action="store_true", default=_env_flag("SIOPG_METRICS"),
                    help="serve Prometheus metrics at /metrics on the app's port (off by default: anyone who"
                         " reaches the port could read and load it; env SIOPG_METRICS=1)")
+    g.add_argument("--metrics-auth", metavar="USER:PASSWORD", default=_env("SIOPG_METRICS_AUTH"),
+                   help="require HTTP basic auth on /metrics (env SIOPG_METRICS_AUTH; Prometheus: basic_auth)")
+    g.add_argument("--metrics-port", type=int, default=int(_env("SIOPG_METRICS_PORT", "0") or 0) or None,
+                   help="serve /metrics on this port (same --host) instead of the app's port; implies"
+                        " --metrics (env SIOPG_METRICS_PORT)")
     g.add_argument("--metrics-max-namespaces", type=int,
                    default=int(_env("SIOPG_METRICS_MAX_NAMESPACES", "100") or 100),
                    help="distinct namespace label values in the metrics; past it (and for names over 256"
@@ -192,6 +207,8 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         dashboard_auth=getattr(args, "dashboard_auth", None) or None,
         dashboard_insecure=bool(getattr(args, "dashboard_insecure", False)),
         metrics=bool(getattr(args, "metrics", False)),
+        metrics_auth=getattr(args, "metrics_auth", None) or None,
+        metrics_port=getattr(args, "metrics_port", None),
         metrics_max_namespaces=int(getattr(args, "metrics_max_namespaces", 100)),
         database_wait=float(getattr(args, "database_wait", 60.0)),
         max_pending_heads=int(getattr(args, "max_pending_heads", 4096)),

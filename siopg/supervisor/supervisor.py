@@ -43,6 +43,21 @@ log = logging.getLogger("siopg.supervisor")
 
 HEALTH_PATHS = ("/healthz", "/readyz")
 METRICS_PATH = "/metrics"
+UNAUTHORIZED = (b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"siopg metrics\"\r\n"
+                b"Content-Type: text/plain\r\nContent-Length: 24\r\nConnection: close\r\n\r\n"
+                b"authentication required\n")
+
+
+def metrics_auth_ok(head: bytes, credentials: str) -> bool:
+    """True when the request head carries the basic-auth `USER:PASSWORD` of --metrics-auth."""
+    from siopg.dashboard.auth import basic_matches, parse_credentials
+
+    user, password = parse_credentials(credentials)
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"authorization":
+            return basic_matches(value.decode("latin-1"), user, password)
+    return False
 
 
 class Supervisor:
@@ -74,6 +89,8 @@ class Supervisor:
             env.pop(ENV_DASHBOARD, None)
         self.pool = WorkerPool(config.workers, env, config.grace, config.ready_timeout, config.worker_timeout)
         self.router: Router | None = None
+        self.metrics_listener: socket.socket | None = None
+        self.metrics_router: Router | None = None
         self.metrics = MetricsEndpoint(self.pool, lambda: self.router)
         self.pool.on_metrics = self.metrics.on_reply
         self._done = asyncio.Event()
@@ -84,10 +101,19 @@ class Supervisor:
     def route(self, head: httphead.RequestHead, data: bytes, conn: socket.socket) -> bytes | None:
         if head.path in HEALTH_PATHS:
             return self._health(head.path)
-        if self.config.metrics and head.path == METRICS_PATH and head.method == "GET":
-            self.metrics.serve(conn)
-            return None
+        if self.config.metrics and self.config.metrics_port is None and head.path == METRICS_PATH:
+            return self.route_metrics(head, data, conn)
         return self.pool.route(head, data, conn)
+
+    def route_metrics(self, head: httphead.RequestHead, data: bytes, conn: socket.socket) -> bytes | None:
+        """GET /metrics (behind --metrics-auth when set); on --metrics-port, nothing else."""
+        if head.path != METRICS_PATH or head.method != "GET":
+            return httphead.response(404, "Not Found", b"not found\n")
+        auth = self.config.metrics_auth
+        if auth and not metrics_auth_ok(data[: head.head_size], auth):
+            return UNAUTHORIZED
+        self.metrics.serve(conn)
+        return None
 
     def _health(self, path: str) -> bytes:
         if path == "/healthz":
@@ -116,6 +142,11 @@ class Supervisor:
         )
         # Accept right away: requests queue in the worker channels until the workers are ready.
         self.router.start()
+        if self.metrics_listener is not None:  # --metrics-port: /metrics alone on a port of its own
+            self.metrics_router = Router(loop, self.metrics_listener, self.route_metrics,
+                                         RouterLimits(max_head_size=self.config.max_head_size,
+                                                      head_timeout=self.config.head_timeout, max_pending=64))
+            self.metrics_router.start()
         ready_task = loop.create_task(self._await_ready())
         await self._done.wait()
         ready_task.cancel()
@@ -166,6 +197,8 @@ class Supervisor:
         await self.pool.stop()
         if self.router is not None:
             self.router.close()
+        if self.metrics_router is not None:
+            self.metrics_router.close()
         self._tasks.cancel()
         log.info("stopped")
 
@@ -175,8 +208,11 @@ def _write_pid_file(path: Path) -> None:
     path.write_text(f"{os.getpid()}\n")
 
 
-async def _main(config: SupervisorConfig, database_url: str | None, listener: socket.socket) -> int:
-    return await Supervisor(config, database_url, listener).run()
+async def _main(config: SupervisorConfig, database_url: str | None, listener: socket.socket,
+                metrics_listener: socket.socket | None = None) -> int:
+    supervisor = Supervisor(config, database_url, listener)
+    supervisor.metrics_listener = metrics_listener
+    return await supervisor.run()
 
 
 def resolve_database(config: SupervisorConfig) -> tuple[str | None, EmbeddedPostgres | None]:
@@ -192,6 +228,11 @@ def resolve_database(config: SupervisorConfig) -> tuple[str | None, EmbeddedPost
 def run(config: SupervisorConfig) -> int:
     """Run the supervisor until it is stopped; returns the process exit code."""
     listener = make_listener(config.host, config.port, config.backlog, max(1, int(config.head_timeout)))
+    metrics_listener = None
+    if config.metrics_port is not None:
+        metrics_listener = make_listener(config.host, config.metrics_port, 64, max(1, int(config.head_timeout)))
+        bound = metrics_listener.getsockname()[1]
+        log.info("metrics on http://%s:%d%s", config.host, bound, METRICS_PATH)
     embedded: EmbeddedPostgres | None = None
     pid_file = config.effective_pid_file
     try:
@@ -200,12 +241,14 @@ def run(config: SupervisorConfig) -> int:
             version = wait_and_prepare(database_url, config.database_wait)
             log.info("database %s ready (%s)", redact(database_url), version.split(",")[0])
         _write_pid_file(pid_file)
-        return run_loop(_main(config, database_url, listener))
+        return run_loop(_main(config, database_url, listener, metrics_listener))
     except DatabaseError as exc:
         log.error("%s", exc)
         return 2
     finally:
         listener.close()
+        if metrics_listener is not None:
+            metrics_listener.close()
         if embedded is not None:
             embedded.stop()
         with contextlib.suppress(OSError):

@@ -97,12 +97,16 @@ async def build_app(
                 configure_siopg_server(obj, wid, database_url)
             # no /metrics route here: the supervisor serves the merged one (`--metrics`)
             app = obj.aiohttp_app()
+            from siopg.dashboard import publish
+
+            # every worker publishes its stats (the cluster dashboard, wherever it is served, reads them)
+            publish(obj, app, worker=str(wid))
             if dashboard:
                 from siopg.dashboard import setup as setup_dashboard
                 from siopg.dashboard.auth import parse_credentials
 
                 auth = os.environ.get(ENV_DASHBOARD_AUTH) or None
-                setup_dashboard(obj, app, auth=parse_credentials(auth) if auth else None)
+                setup_dashboard(obj, app, auth=parse_credentials(auth) if auth else None, worker=str(wid))
             return app, obj.close
         if isinstance(obj, web.Application):
             if dashboard:

@@ -9,13 +9,14 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 from procs import wait_or_kill
-from sv_helpers import APPS, REPO
+from sv_helpers import APPS, REPO, free_port
 
 APP = str(APPS / "siopg_app.py") + ":io"
 
@@ -150,3 +151,71 @@ def test_each_worker_serves_the_dashboard(supervisor_factory) -> None:
         assert status == 200
         pids.add(json.loads(body)["pid"])
     assert pids <= set(sv.ready_workers().values()), (pids, sv.ready_workers())
+
+
+def test_metrics_auth_and_port_in_one_process(serve) -> None:
+    port = free_port()
+    s = serve("--metrics-port", str(port), "--metrics-auth", "prom:pw")
+    url = s.wait_serving()
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    assert get(url + "/metrics")[0] == 404  # not on the app's port
+    assert get(metrics_url)[0] == 401
+    assert get(metrics_url, "prom:wrong")[0] == 401
+    status, _, body = get(metrics_url, "prom:pw")
+    assert status == 200 and "siopg_connected_sockets" in body
+    guarded = serve("--metrics", "--metrics-auth", "prom:pw").wait_serving()  # on the app's port, guarded
+    assert get(guarded + "/metrics")[0] == 401 and get(guarded + "/metrics", "prom:pw")[0] == 200
+
+
+def standalone_dashboard(*args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIOPG_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return subprocess.Popen([sys.executable, "-m", "siopg", "dashboard", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env, cwd=str(REPO), text=True)
+
+
+def test_metrics_port_with_workers_and_the_standalone_dashboard(supervisor_factory, sv_dsn: str) -> None:
+    port = free_port()
+    sv = supervisor_factory(APP, 2, "--metrics-port", str(port), "--metrics-auth", "prom:pw")
+    sv.wait_serving()
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    assert get(metrics_url)[0] == 401
+    status, _, body = get(metrics_url, "prom:pw")
+    assert status == 200 and 'worker="1"' in body and "siopg_supervisor_workers_ready 2" in body
+    assert get(f"http://127.0.0.1:{port}/dashboard", "prom:pw")[0] == 404  # /metrics alone on that port
+    assert get(sv.url + "/metrics")[0] != 200  # not on the app's port
+
+    # `siopg dashboard` on an ops box: the same cluster, read from the database
+    proc = standalone_dashboard("--database-url", sv_dsn, "--port", "0", "--dashboard-auth", "ops:pw")
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"dashboard on (http://[\d.]+:\d+)/dashboard", line)
+        assert m, line
+        doc: dict = {}
+        for _ in range(50):  # the workers publish every 2 s
+            status, _, body = get(m[1] + "/dashboard/stats.json", "ops:pw")
+            assert status == 200
+            doc = json.loads(body)
+            live = [s for s in doc["servers"] if s["health"] != "down"]  # earlier tests' servers show as down
+            if doc["server_count"] == 2 and all(s["health"] == "ok" for s in live):
+                break
+            time.sleep(0.2)
+        assert doc["server_count"] == 2 and sorted(s["worker"] for s in live) == ["1", "2"], doc
+        assert get(m[1] + "/dashboard/stats.json")[0] == 401
+    finally:
+        proc.terminate()
+        wait_or_kill(proc, 10, 5)
+    assert proc.returncode == 0
+
+
+def test_standalone_dashboard_usage_errors() -> None:
+    for args, code, message in (
+        ((), 2, "--database-url"),
+        (("--database-url", "postgresql://nobody@127.0.0.1:1/x", "--host", "0.0.0.0"), 2, "--dashboard-insecure"),
+        (("--database-url", "postgresql://nobody@127.0.0.1:1/x", "--port", "0"), 1, "siopg dashboard: "),
+    ):
+        proc = standalone_dashboard(*args)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == code and message in out, (args, out)
+        assert "Traceback" not in out

@@ -93,3 +93,19 @@ def test_app_references(tmp_path, monkeypatch):
         load_app("missing.py:io")
     with pytest.raises(AppLoadError, match="cannot import"):
         load_app("missing_module_xyz:io")
+
+
+def test_metrics_auth_reads_the_authorization_header_of_the_head() -> None:
+    import base64
+
+    from siopg.supervisor.supervisor import metrics_auth_ok
+
+    def head(*headers: str) -> bytes:
+        return ("GET /metrics HTTP/1.1\r\nHost: x\r\n" + "".join(h + "\r\n" for h in headers) + "\r\n").encode()
+
+    good = "Basic " + base64.b64encode(b"prom:p:w").decode()
+    assert metrics_auth_ok(head(f"Authorization: {good}"), "prom:p:w")
+    assert metrics_auth_ok(head(f"authorization:{good}"), "prom:p:w")  # any case, no space
+    assert not metrics_auth_ok(head(), "prom:p:w")
+    assert not metrics_auth_ok(head("Authorization: Basic " + base64.b64encode(b"prom:x").decode()), "prom:p:w")
+    assert not metrics_auth_ok(head("Authorization: Bearer abc"), "prom:p:w")

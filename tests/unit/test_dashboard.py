@@ -15,7 +15,8 @@ from aiohttp import web
 
 import siopg
 from siopg import dashboard
-from siopg.dashboard.stats import History, Reading, recovery_rate
+from siopg.dashboard.cluster import recovery
+from siopg.dashboard.stats import Identity, Reading, Sampler
 
 from .helpers import start_app
 
@@ -120,7 +121,7 @@ async def test_stats_reflect_websocket_and_polling_clients(
     assert by_name(doc)["/chat"] == {"name": "/chat", "sockets": 2, "rooms": 2}
     assert doc["sockets"] == 4
     assert doc["rooms"] == 3
-    assert doc["recovery"] == {"attempted": 0, "succeeded": 0, "rate": None}
+    assert doc["recovery"] == {"attempted": 0, "succeeded": 0, "failed": 0, "causes": {}, "rate": None}
 
     said: asyncio.Queue[str] = asyncio.Queue()
     ws.on("said", said.put_nowait)
@@ -134,11 +135,11 @@ async def test_stats_reflect_websocket_and_polling_clients(
     assert doc["counters"]["broadcasts"] == 5
     assert doc["counters"]["packets_out"] >= 10  # each "said" went to both sockets in "/"
     assert doc["rates"]["packets_in"] > 0
-    history = doc["history"]
-    assert history["window"] == 60.0
-    assert len(history["age"]) == len(history["packets_in"]) == len(history["sockets"]) >= 2
-    assert history["age"] == sorted(history["age"], reverse=True) and history["age"][-1] == 0
-    assert max(history["broadcasts"]) > 0
+    history = doc["history"]  # one point every 5 s: the ring exists from the first sample
+    assert history["window"] == 600.0 and history["step"] == 5.0
+    assert len(history["age"]) == len(history["packets_in"]) == len(history["sockets"]) >= 1
+    assert history["age"] == sorted(history["age"], reverse=True)
+    assert [s["id"] for s in doc["servers"]] and doc["servers"][0]["health"] == "ok"
 
     await ws.disconnect()
     doc = await stats_until(http, url, lambda d: d["engine"]["open"] == 2)
@@ -252,15 +253,24 @@ def reading(t: float, packets_in: int, sockets: int = 0) -> Reading:
     return Reading(t, counters, {"websocket": sockets})
 
 
-def test_history_rates_and_window() -> None:
-    history = History(window=60.0)
-    assert history.add(reading(100.0, 10)).rates["packets_in"] == 0.0  # nothing to compare with yet
-    assert history.add(reading(102.0, 30)).rates["packets_in"] == 10.0
-    assert history.add(reading(102.0, 40)).rates["packets_in"] == 0.0  # no time passed: no division
-    assert len(history.points) == 3
-    history.add(reading(161.0, 40))
-    assert [p.t for p in history.points] == [102.0, 102.0, 161.0]  # 100.0 fell out of the minute
-    assert recovery_rate(0, 0) is None and recovery_rate(4, 3) == 0.75
+def test_sampler_rates_and_history_ring() -> None:
+    now = [100.0]
+    packets = [10]
+    sampler = Sampler(lambda t: reading(t, packets[0]), Identity("a"), clock=lambda: now[0], step=5.0, window=20.0)
+    assert sampler.sample()["rates"]["packets_in"] == 0.0  # nothing to compare with yet
+    now[0], packets[0] = 102.0, 30
+    doc = sampler.sample()
+    assert doc["rates"]["packets_in"] == 10.0
+    assert doc["history"]["t"] == [100.0]  # a point every 5 s, not every sample
+    now[0] = 102.0
+    assert sampler.sample()["rates"]["packets_in"] == 10.0  # no time passed: the last rates stay
+    for t in (105.0, 110.0, 115.0, 120.0, 125.0):
+        now[0] = t
+        doc = sampler.sample()
+    assert doc["history"]["t"] == [105.0, 110.0, 115.0, 120.0, 125.0]  # 100.0 fell out of the window
+    assert doc["history"]["counters"]["packets_in"] == [30] * 5
+    assert recovery({})["rate"] is None
+    assert recovery({"recoveries_attempted": 4, "recoveries_succeeded": 3})["rate"] == 0.75
 
 
 async def test_recovery_and_persisted_counts_come_from_the_metrics(served: Serve, http: aiohttp.ClientSession) -> None:
@@ -268,7 +278,7 @@ async def test_recovery_and_persisted_counts_come_from_the_metrics(served: Serve
     url = await served(io)
     io.metrics.recoveries_attempted, io.metrics.recoveries_succeeded, io.metrics.sessions_persisted = 4, 3, 7
     doc = await stats(http, url)
-    assert doc["recovery"] == {"attempted": 4, "succeeded": 3, "rate": 0.75}
+    assert doc["recovery"] == {"attempted": 4, "succeeded": 3, "failed": 1, "causes": {}, "rate": 0.75}
     assert doc["sessions_persisted"] == 7 == doc["counters"]["sessions_persisted"]
     async with http.get(f"{url}/dashboard") as resp:
         html = await resp.text()

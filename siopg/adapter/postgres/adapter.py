@@ -9,6 +9,7 @@ its `PgCluster`, which owns the pool and the lifecycle and wires the parts, each
   membership.Membership     heartbeats, who is alive, server counts
   sessions.SessionWriter    the ordered queue of session writes (typed ops)
   pruner.Pruner             retention and pruning
+  stats_table.StatsTable    the servers' stats snapshots (written and read by siopg.dashboard)
   namespace.PostgresNamespaceAdapter   one namespace's view (recovery, takeover)
 
 Delivery order: a broadcast is delivered to local sockets when its row comes back through
@@ -42,6 +43,7 @@ from siopg.adapter.postgres.pruner import Pruner
 from siopg.adapter.postgres.publisher import Publisher
 from siopg.adapter.postgres.router import LogRouter
 from siopg.adapter.postgres.sessions import SessionWriteError, SessionWriter
+from siopg.adapter.postgres.stats_table import StatsTable
 from siopg.adapter.postgres.store import LogStats, Store
 
 __all__ = ["PgCluster", "PostgresAdapter", "PostgresNamespaceAdapter", "SessionWriteError"]
@@ -142,6 +144,7 @@ class PgCluster:
         self.listener: LogListener | None = None
         self.publisher: Publisher | None = None
         self.store: Store | None = None
+        self.stats_table: StatsTable | None = None  # set while the cluster runs
         self.router = LogRouter(self.uid, self.adapters)
         self.membership = Membership(self.uid, options.heartbeat_timeout, self.report)
         self.sessions = SessionWriter(self.uid, options.snapshot_interval, self.report)
@@ -194,6 +197,7 @@ class PgCluster:
         self.pool, self.listener = pool, listener
         self.store = store = Store(pool, o.schema, self.schema_q)
         self.membership.store = self.pruner.store = store
+        self.stats_table = StatsTable(pool, self.schema_q)
         self.publisher = Publisher(
             pool, self.schema_q, self.uid, self.report, max_buffer=o.max_buffer, max_buffer_bytes=o.max_buffer_bytes
         )
@@ -232,7 +236,7 @@ class PgCluster:
                 await asyncio.wait_for(self.pool.close(), 3.0)
             except Exception:  # noqa: BLE001
                 self.pool.terminate()
-        self.pool = self.listener = self.publisher = self.store = None
+        self.pool = self.listener = self.publisher = self.store = self.stats_table = None
 
     async def _every(self, interval: float, job: Callable[[], Any]) -> None:
         while True:

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from siopg.errors import SiopgError
+
 # GC names stay importable from here (tests and users import them from siopg.cli)
 from siopg.runtime import (
     DEFAULT_GC_THRESHOLD,
@@ -72,11 +74,26 @@ async def serve(
                 raise SystemExit("siopg: --dashboard needs APP to be a siopg.Server (or a factory returning one)")
             app, io = io, None
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
+    try:
+        await runner.setup()  # runs the app's startup hooks: the adapters connect here
+    except (SiopgError, OSError) as exc:
+        why = str(exc).removeprefix("siopg: ") or type(exc).__name__
+        hint = " (is the database its adapter uses running and reachable?)" if isinstance(exc, OSError) else ""
+        raise SystemExit(f"siopg: the app failed to start: {why}{hint}") from None
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        from siopg.supervisor.startup import listen_error
+
+        raise SystemExit(f"siopg: {listen_error(host, port, exc)}") from None
     bound = runner.addresses[0][1] if runner.addresses else port  # the real one when port was 0
     print(f"siopg: serving on http://{host}:{bound}{io.path if io is not None else '/'}", flush=True)
+    from siopg.supervisor.startup import endpoint_lines
+
+    for line in endpoint_lines(host, bound, dashboard=dashboard and io is not None, metrics=metrics):
+        print(f"siopg: {line}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -93,12 +110,16 @@ async def serve(
         await runner.cleanup()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="siopg", description="Socket.IO server on aiohttp + PostgreSQL")
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    """The `siopg` command line (docs/reference.md is generated from it)."""
+    import siopg
     import siopg.supervisor as supervisor  # imported here: `siopg.cli` stays light to import
+    from siopg.supervisor.config import DefaultsHelpFormatter
 
-    serve_p = sub.add_parser("serve", help="run a siopg.Server")
+    parser = argparse.ArgumentParser(prog="siopg", description="Socket.IO server on aiohttp + PostgreSQL")
+    parser.add_argument("--version", action="version", version=f"siopg {siopg.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="run a siopg.Server", formatter_class=DefaultsHelpFormatter)
     supervisor.add_common_arguments(serve_p)  # app, --host, --port, --log-level (SIOPG_* env)
     supervisor.add_arguments(serve_p)  # --workers, --database-url, ...
     supervisor.add_dashboard_arguments(serve_p)  # --dashboard, --dashboard-auth
@@ -111,9 +132,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"cyclic GC tuning applied after the app is imported: gc.freeze() and gen-0 threshold N"
              f" (or N,N1,N2); 'off' keeps Python's defaults (env {GC_ENV}, default {DEFAULT_GC_THRESHOLD})",
     )
-    sub.add_parser("migrate", help="run the PostgreSQL adapter's migrations", add_help=False)
-    reload_p = sub.add_parser("reload", help="rolling restart of a running `siopg serve --workers N`")
+    sub.add_parser("migrate", help="create or upgrade siopg's schema in PostgreSQL", add_help=False)
+    reload_p = sub.add_parser(
+        "reload", help="rolling restart of a running `siopg serve --workers N`", formatter_class=DefaultsHelpFormatter,
+        description="Ask the `siopg serve --workers N` running here for a rolling restart (SIGHUP to the pid in"
+                    " its pid file): workers are replaced one at a time and their clients recover on the others."
+                    " Give the same --port and --data-dir (or --pid-file) as the serve command.",
+    )
     supervisor.add_reload_arguments(reload_p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import siopg.supervisor as supervisor
+    from siopg.runtime import ignored_database_url_notice
+
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "migrate":
         from siopg.adapter.postgres.migrations import main as migrate_main
@@ -123,6 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "reload":
         return int(supervisor.reload_from_args(args) or 0)
+    notice = ignored_database_url_notice(args.database_url)
+    if notice:
+        print(f"siopg: {notice}", file=sys.stderr, flush=True)
+    if args.dashboard_auth:
+        args.dashboard = True  # --dashboard-auth means the dashboard is wanted
     dashboard_auth = None
     if args.dashboard_auth:
         from siopg.dashboard.auth import parse_credentials

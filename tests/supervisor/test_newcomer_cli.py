@@ -158,7 +158,8 @@ def test_unreachable_database_at_start_waits_then_says_so(app_dir: Path) -> None
 
 
 def test_an_app_whose_adapter_cannot_connect_fails_in_one_line(app_dir: Path) -> None:
-    (app_dir / "pgapp.py").write_text(f"import siopg\n\nio = siopg.Server(adapter=siopg.PostgresAdapter({UNREACHABLE!r}))\n")
+    app = f"import siopg\n\nio = siopg.Server(adapter=siopg.PostgresAdapter({UNREACHABLE!r}))\n"
+    (app_dir / "pgapp.py").write_text(app)
     result = run_siopg("serve", "pgapp.py:io", "--port", "0", cwd=app_dir)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("siopg: the app failed to start: ")
@@ -204,7 +205,8 @@ def test_check_writes_nothing_and_migrate_reads_the_same_variable(app_dir: Path,
 def _get(url: str, auth: str) -> int:
     import base64
 
-    request = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()})
+    token = base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return int(response.status)
 

@@ -13,7 +13,7 @@ from siopg._log import clip
 from siopg.adapter.base import Adapter
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.engine import EngineConnection, EngineOptions, EngineServer
-from siopg.engine.asgi import EngineASGIApp
+from siopg.engine.asgi import EngineASGIApp, on_exit_signals
 from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.names import DEFAULT_MAX_NAME_BYTES, check_name
 from siopg.parser import Packet, get_parser
@@ -409,6 +409,19 @@ class Server:
         return app
 
     async def _lifespan(self, scope: dict[str, Any], receive: Any, send: Any, other: Any) -> None:
+        # SIGTERM / SIGINT close the server at once: the ASGI server waits for parked polls
+        # before it sends lifespan.shutdown (see siopg.engine.asgi.on_exit_signals).
+        loop = asyncio.get_running_loop()
+        closing: list[asyncio.Task[None]] = []  # held here: close() drains self._tasks, not itself
+        restore = on_exit_signals(loop, lambda: closing.append(loop.create_task(self.close())))
+        try:
+            await self._lifespan_events(scope, receive, send, other)
+        finally:
+            restore()
+            if closing:
+                await asyncio.gather(*closing, return_exceptions=True)
+
+    async def _lifespan_events(self, scope: dict[str, Any], receive: Any, send: Any, other: Any) -> None:
         if other is not None:
 
             async def wrapped_receive() -> dict[str, Any]:

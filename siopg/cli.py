@@ -62,6 +62,7 @@ async def serve(
 
     from siopg.server.server import Server
 
+    page = app is not None  # the caller's own aiohttp app: its root is a page of theirs
     if app is None:
         if isinstance(io, Server):
             app = io.aiohttp_app(metrics=metrics)
@@ -72,7 +73,7 @@ async def serve(
         else:  # an aiohttp app with a Server attached: its shutdown hook closes the server
             if dashboard:
                 raise SystemExit("siopg: --dashboard needs APP to be a siopg.Server (or a factory returning one)")
-            app, io = io, None
+            app, io, page = io, None, True
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     try:
         await runner.setup()  # runs the app's startup hooks: the adapters connect here
@@ -89,7 +90,8 @@ async def serve(
 
         raise SystemExit(f"siopg: {listen_error(host, port, exc)}") from None
     bound = runner.addresses[0][1] if runner.addresses else port  # the real one when port was 0
-    print(f"siopg: serving on http://{host}:{bound}{io.path if io is not None else '/'}", flush=True)
+    where = f"http://{host}:{bound}/" + (f" (Socket.IO at {io.path})" if page and io is not None else "")
+    print(f"siopg: serving on {where if page else f'http://{host}:{bound}{io.path}'}", flush=True)
     from siopg.supervisor.startup import endpoint_lines
 
     for line in endpoint_lines(host, bound, dashboard=dashboard and io is not None, metrics=metrics):

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_p.add_argument(
         "--gc-threshold", metavar="N|off", default=os.environ.get(GC_ENV) or DEFAULT_GC_THRESHOLD,
         help=f"cyclic GC tuning applied after the app is imported: gc.freeze() and gen-0 threshold N"
-             f" (or N,N1,N2); 'off' keeps Python's defaults (env {GC_ENV}, default {DEFAULT_GC_THRESHOLD})",
+             f" (or N,N1,N2); 'off' keeps Python's defaults (env {GC_ENV})",
     )
     sub.add_parser("migrate", help="create or upgrade siopg's schema in PostgreSQL", add_help=False)
     reload_p = sub.add_parser(

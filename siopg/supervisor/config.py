@@ -193,7 +193,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=int(_env("SIOPG_PORT", "3000") or 3000),
                         help="TCP port; 0 picks a free one (env SIOPG_PORT)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default=_env("SIOPG_LOG_LEVEL", "info"),
-                        help="env SIOPG_LOG_LEVEL")
+                        help="how much to log (env SIOPG_LOG_LEVEL)")
 
 
 def config_from_args(args: argparse.Namespace) -> SupervisorConfig:

@@ -87,6 +87,7 @@ async def test_the_readme_handler_gets_events_with_their_offset(uvicorn_app: Uvi
     got: asyncio.Queue[tuple[Any, Any]] = asyncio.Queue()
 
     # the README's snippet: with recovery on, every event carries its offset as a last argument
+    assert "async def on_chat(msg, offset=None):" in (ROOT / "README.md").read_text()
     @client.on("chat")
     async def on_chat(msg: Any, offset: Any = None) -> None:
         got.put_nowait((msg, offset))

@@ -17,11 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import socketio
 from procs import wait_or_kill
 
 from .conftest import ROOT, _free_port
@@ -67,23 +66,8 @@ def uvicorn_app() -> Iterator[Uvicorn]:
         wait_or_kill(server.proc, 0)  # killed unless a test stopped it already
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[list[socketio.AsyncClient]]:
-    made: list[socketio.AsyncClient] = []
-    yield made
-    for client in made:
-        await client.disconnect()
-
-
-async def _connect(url: str, made: list[socketio.AsyncClient]) -> socketio.AsyncClient:
-    client = socketio.AsyncClient(reconnection=False)
-    made.append(client)
-    await client.connect(url, transports=["polling"], wait_timeout=5)
-    return client
-
-
-async def test_the_readme_handler_gets_events_with_their_offset(uvicorn_app: Uvicorn, clients: list[Any]) -> None:
-    client = await _connect(uvicorn_app.url, clients)
+async def test_the_readme_handler_gets_events_with_their_offset(uvicorn_app: Uvicorn, make_client: Any) -> None:
+    client = await make_client(uvicorn_app.url, ["polling"])
     got: asyncio.Queue[tuple[Any, Any]] = asyncio.Queue()
 
     # the README's snippet: with recovery on, every event carries its offset as a last argument
@@ -101,10 +85,10 @@ async def test_the_readme_handler_gets_events_with_their_offset(uvicorn_app: Uvi
     assert msg == {"from": "http", "text": "hello from FastAPI"}
 
 
-async def test_sigterm_stops_uvicorn_at_once_with_polling_clients(uvicorn_app: Uvicorn, clients: list[Any]) -> None:
+async def test_sigterm_stops_uvicorn_at_once_with_polling_clients(uvicorn_app: Uvicorn, make_client: Any) -> None:
     gone: list[asyncio.Event] = []
     for _ in range(5):
-        client = await _connect(uvicorn_app.url, clients)
+        client = await make_client(uvicorn_app.url, ["polling"])
         event = asyncio.Event()
         client.on("disconnect", lambda *args, event=event: event.set())
         gone.append(event)

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import socket
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from hostile import supervisor_helpers
 from procs import wait_or_kill
 from sv_helpers import REPO
+
+private_database = supervisor_helpers.private_database  # a fixture: pytest finds it as a module attribute
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
 
@@ -59,27 +60,6 @@ def busy_port() -> Iterator[int]:
         s.bind(("127.0.0.1", 0))
         s.listen()
         yield s.getsockname()[1]
-
-
-@pytest.fixture
-def empty_database(pg_dsn: str) -> Iterator[str]:
-    """A database of its own, with no siopg schema in it."""
-    import asyncpg
-
-    name = "siopg_nc_" + secrets.token_hex(4)
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield urlunsplit(urlsplit(pg_dsn)._replace(path="/" + name))
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 class Served:
@@ -177,7 +157,10 @@ def test_plain_database_url_is_ignored_out_loud(app_dir: Path) -> None:
     assert migrate.returncode == 2 and "DATABASE_URL is set but siopg ignores it" in migrate.stderr
 
 
-def test_check_writes_nothing_and_migrate_reads_the_same_variable(app_dir: Path, empty_database: str) -> None:
+def test_check_writes_nothing_and_migrate_reads_the_same_variable(
+    app_dir: Path, private_database: str,
+) -> None:
+    empty_database = private_database  # fresh: no siopg schema in it yet
     import asyncpg
 
     async def has_schema() -> bool:

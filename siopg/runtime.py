@@ -181,6 +181,25 @@ def load_app(ref: str) -> Any:
     return obj
 
 
+def find_app(ref: str) -> None:
+    """Raise AppLoadError when `ref` names a file or a top-level module that does not exist.
+
+    Nothing is imported (a package's __init__ is not run): the supervisor checks a reference
+    this way before it starts a database and workers that could only fail to load it.
+    """
+    module_ref, _ = split_ref(ref)
+    if is_file_ref(module_ref):
+        if not Path(module_ref).is_file():
+            raise AppLoadError(f"no such file: {module_ref}", ref)
+        return
+    top = module_ref.split(".")[0]
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    if importlib.util.find_spec(top) is None:
+        raise AppLoadError(f"cannot import module {module_ref!r}: No module named {top!r}", ref)
+
+
 def _load_file(module_ref: str, ref: str) -> Any:
     path = Path(module_ref)
     if not path.is_file():
@@ -217,6 +236,7 @@ __all__ = [
     "AppLoadError",
     "apply_gc_setting",
     "database_url_from_env",
+    "find_app",
     "ignored_database_url_notice",
     "load_app",
     "parse_gc_setting",

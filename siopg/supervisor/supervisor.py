@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from siopg._tasks import TaskSet
+from siopg.runtime import AppLoadError, find_app
 from siopg.runtime import run as run_loop
 from siopg.supervisor import httphead
 from siopg.supervisor.config import SupervisorConfig
@@ -196,6 +197,11 @@ def resolve_database(config: SupervisorConfig) -> tuple[str | None, EmbeddedPost
 
 def run(config: SupervisorConfig) -> int:
     """Run the supervisor until it is stopped; returns the process exit code."""
+    try:
+        find_app(config.app_ref)  # a typo fails here, before a database and workers start
+    except AppLoadError as exc:
+        log.error("%s", exc)
+        return 1
     try:
         listener = make_listener(config.host, config.port, config.backlog, max(1, int(config.head_timeout)))
     except OSError as exc:

@@ -128,6 +128,13 @@ def test_port_in_use_is_named(app_dir: Path, busy_port: int, workers: str) -> No
     assert not (app_dir / "data").exists()
 
 
+def test_a_missing_app_with_workers_fails_before_any_database_starts(app_dir: Path) -> None:
+    result = run_siopg("serve", "nope:io", "--port", "0", "--workers", "2", "--data-dir", str(app_dir / "data"),
+                       cwd=app_dir)
+    assert "cannot import module 'nope'" in the_line(result)
+    assert not (app_dir / "data").exists()  # no embedded PostgreSQL was started for a typo
+
+
 def test_unreachable_database_at_start_waits_then_says_so(app_dir: Path) -> None:
     result = run_siopg("serve", "app.py:io", "--port", "0", "--database-url", UNREACHABLE, "--database-wait", "1",
                        "--data-dir", str(app_dir / "data"), cwd=app_dir)

@@ -118,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     import siopg.supervisor as supervisor  # imported here: `siopg.cli` stays light to import
     from siopg.supervisor.config import DefaultsHelpFormatter
 
-    parser = argparse.ArgumentParser(prog="siopg", description="Socket.IO server on aiohttp + PostgreSQL")
+    parser = argparse.ArgumentParser(
+        prog="siopg", description="Socket.IO server on aiohttp + PostgreSQL",
+        epilog="start with `siopg serve app.py:io` (see `siopg serve --help`); every option: docs/reference.md",
+    )
     parser.add_argument("--version", action="version", version=f"siopg {siopg.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_p = sub.add_parser("serve", help="run a siopg.Server", formatter_class=DefaultsHelpFormatter)

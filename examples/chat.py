@@ -1,7 +1,11 @@
-"""A rooms chat: `siopg serve examples/chat.py:make_app`, then open http://127.0.0.1:3000/.
+"""A rooms chat: `siopg serve examples/chat.py:make_app` (or `python examples/chat.py`), then open
+the page URL it prints, http://127.0.0.1:3000/.
 
-The page (chat.html) loads the Socket.IO client from this server: the copy installed by
-`npm install` in the repository (node_modules/socket.io-client), so no CDN is needed.
+The page (chat.html) joins the room it shows as soon as it connects (type another and press
+Join to add one); the name field is sent in the handshake. It loads the Socket.IO client from
+this server: the copy installed by `npm install` in the repository
+(node_modules/socket.io-client), so no CDN is needed. (`chat.py:io` serves the Socket.IO
+endpoint alone, without the page: the tests use it.)
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from siopg.errors import SiopgError
+
 # GC names stay importable from here (tests and users import them from siopg.cli)
 from siopg.runtime import (
     DEFAULT_GC_THRESHOLD,
@@ -64,6 +66,7 @@ async def serve(
     from siopg.server.server import Server
 
     metrics_runner = None
+    page = app is not None  # the caller's own aiohttp app: its root is a page of theirs
     if app is None:
         if isinstance(io, Server):
             app = io.aiohttp_app()
@@ -79,13 +82,30 @@ async def serve(
         else:  # an aiohttp app with a Server attached: its shutdown hook closes the server
             if dashboard:
                 raise SystemExit("siopg: --dashboard needs APP to be a siopg.Server (or a factory returning one)")
-            app, io = io, None
+            app, io, page = io, None, True
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
+    try:
+        await runner.setup()  # runs the app's startup hooks: the adapters connect here
+    except (SiopgError, OSError) as exc:
+        why = str(exc).removeprefix("siopg: ") or type(exc).__name__
+        hint = " (is the database its adapter uses running and reachable?)" if isinstance(exc, OSError) else ""
+        raise SystemExit(f"siopg: the app failed to start: {why}{hint}") from None
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        from siopg.supervisor.startup import listen_error
+
+        raise SystemExit(f"siopg: {listen_error(host, port, exc)}") from None
     bound = runner.addresses[0][1] if runner.addresses else port  # the real one when port was 0
-    print(f"siopg: serving on http://{host}:{bound}{io.path if io is not None else '/'}", flush=True)
+    where = f"http://{host}:{bound}/" + (f" (Socket.IO at {io.path})" if page and io is not None else "")
+    print(f"siopg: serving on {where if page else f'http://{host}:{bound}{io.path}'}", flush=True)
+    from siopg.supervisor.startup import endpoint_lines
+
+    for line in endpoint_lines(host, bound, dashboard=dashboard and io is not None,
+                               metrics=metrics and metrics_port is None):
+        print(f"siopg: {line}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -187,12 +207,19 @@ def run_dashboard(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="siopg", description="Socket.IO server on aiohttp + PostgreSQL")
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    """The `siopg` command line (docs/reference.md is generated from it)."""
+    import siopg
     import siopg.supervisor as supervisor  # imported here: `siopg.cli` stays light to import
+    from siopg.supervisor.config import DefaultsHelpFormatter
 
-    serve_p = sub.add_parser("serve", help="run a siopg.Server")
+    parser = argparse.ArgumentParser(
+        prog="siopg", description="Socket.IO server on aiohttp + PostgreSQL",
+        epilog="start with `siopg serve app.py:io` (see `siopg serve --help`); every option: docs/reference.md",
+    )
+    parser.add_argument("--version", action="version", version=f"siopg {siopg.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="run a siopg.Server", formatter_class=DefaultsHelpFormatter)
     supervisor.add_common_arguments(serve_p)  # app, --host, --port, --log-level (SIOPG_* env)
     supervisor.add_arguments(serve_p)  # --workers, --database-url, ...
     supervisor.add_dashboard_arguments(serve_p)  # --dashboard, --dashboard-auth
@@ -203,12 +230,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_p.add_argument(
         "--gc-threshold", metavar="N|off", default=os.environ.get(GC_ENV) or DEFAULT_GC_THRESHOLD,
         help=f"cyclic GC tuning applied after the app is imported: gc.freeze() and gen-0 threshold N"
-             f" (or N,N1,N2); 'off' keeps Python's defaults (env {GC_ENV}, default {DEFAULT_GC_THRESHOLD})",
+             f" (or N,N1,N2); 'off' keeps Python's defaults (env {GC_ENV})",
     )
-    sub.add_parser("migrate", help="run the PostgreSQL adapter's migrations", add_help=False)
-    reload_p = sub.add_parser("reload", help="rolling restart of a running `siopg serve --workers N`")
+    sub.add_parser("migrate", help="create or upgrade siopg's schema in PostgreSQL", add_help=False)
+    reload_p = sub.add_parser(
+        "reload", help="rolling restart of a running `siopg serve --workers N`", formatter_class=DefaultsHelpFormatter,
+        description="Ask the `siopg serve --workers N` running here for a rolling restart (SIGHUP to the pid in"
+                    " its pid file): workers are replaced one at a time and their clients recover on the others."
+                    " Give the same --port and --data-dir (or --pid-file) as the serve command.",
+    )
     supervisor.add_reload_arguments(reload_p)
-    dashboard_p = add_dashboard_command(sub)
+    add_dashboard_command(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import siopg.supervisor as supervisor
+    from siopg.runtime import ignored_database_url_notice
+
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "migrate":
         from siopg.adapter.postgres.migrations import main as migrate_main
@@ -219,7 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "reload":
         return int(supervisor.reload_from_args(args) or 0)
     if args.command == "dashboard":
-        return run_dashboard(args, dashboard_p)
+        return run_dashboard(args, parser)
+    notice = ignored_database_url_notice(args.database_url)
+    if notice:
+        print(f"siopg: {notice}", file=sys.stderr, flush=True)
+    if args.dashboard_auth:
+        args.dashboard = True  # --dashboard-auth means the dashboard is wanted
     dashboard_auth = credentials_arg(parser, "--dashboard-auth", args.dashboard_auth)
     from siopg.supervisor.config import dashboard_exposure
 

@@ -81,6 +81,41 @@ def apply_gc_setting(value: str | None) -> tuple[int, ...] | None:
     return gc.get_threshold()
 
 
+# -- which database ----------------------------------------------------------------------
+DATABASE_ENV = "SIOPG_DATABASE_URL"
+
+
+def database_url_from_env() -> str | None:
+    """The database `siopg serve` and `siopg migrate` use when no `--database-url` is given.
+
+    Only siopg's own variable: a plain `DATABASE_URL` (Django and Heroku set one) must not
+    silently turn an app into a Postgres cluster or create a schema in someone's database.
+    """
+    return os.environ.get(DATABASE_ENV) or None
+
+
+def ignored_database_url_notice(given: str | None) -> str | None:
+    """The one line that says a plain DATABASE_URL was ignored (None when there is nothing to say)."""
+    if given or not os.environ.get("DATABASE_URL"):
+        return None
+    return (f"DATABASE_URL is set but siopg ignores it; to use that database pass --database-url"
+            f" \"$DATABASE_URL\" or set {DATABASE_ENV}")
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<invalid url>"
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 # -- loading the app ---------------------------------------------------------------------
 DEFAULT_ATTR = "io"
 
@@ -146,6 +181,25 @@ def load_app(ref: str) -> Any:
     return obj
 
 
+def find_app(ref: str) -> None:
+    """Raise AppLoadError when `ref` names a file or a top-level module that does not exist.
+
+    Nothing is imported (a package's __init__ is not run): the supervisor checks a reference
+    this way before it starts a database and workers that could only fail to load it.
+    """
+    module_ref, _ = split_ref(ref)
+    if is_file_ref(module_ref):
+        if not Path(module_ref).is_file():
+            raise AppLoadError(f"no such file: {module_ref}", ref)
+        return
+    top = module_ref.split(".")[0]
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    if importlib.util.find_spec(top) is None:
+        raise AppLoadError(f"cannot import module {module_ref!r}: No module named {top!r}", ref)
+
+
 def _load_file(module_ref: str, ref: str) -> Any:
     path = Path(module_ref)
     if not path.is_file():
@@ -176,12 +230,17 @@ def _load_file(module_ref: str, ref: str) -> Any:
 
 
 __all__ = [
+    "DATABASE_ENV",
     "DEFAULT_GC_THRESHOLD",
     "GC_ENV",
     "AppLoadError",
     "apply_gc_setting",
+    "database_url_from_env",
+    "find_app",
+    "ignored_database_url_notice",
     "load_app",
     "parse_gc_setting",
+    "redact",
     "run",
     "split_ref",
 ]

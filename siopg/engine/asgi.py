@@ -3,13 +3,15 @@
 Slower than the aiohttp binding (every frame is one ``websocket.send`` event and a send task
 per WebSocket drains them), same protocol behaviour. Requests outside the engine path go to
 `other_app` (or get a 404); lifespan events go to `other_app`, or are answered here (the
-shutdown closes the engine).
+shutdown closes the engine). SIGTERM / SIGINT close it earlier (see `on_exit_signals`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,6 +29,46 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("siopg.engine")
+
+
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def on_exit_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call `callback` on `loop` when SIGTERM or SIGINT arrives, then the handler already installed.
+
+    An ASGI server (uvicorn) stops by waiting for the requests in flight before it sends
+    lifespan.shutdown, and a parked long-poll GET is in flight until its ping interval ends
+    (25 s): the engine must hear of the signal itself to answer those polls at once. The
+    server's own handler still runs (chained), so its shutdown is unchanged. Returns a function
+    that puts the previous handlers back. Outside the main thread (signals cannot be
+    handled there) or for a handler that is not Python's, nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    installed: dict[int, Any] = {}
+    for sig in EXIT_SIGNALS:
+        previous = signal.getsignal(sig)
+        if not callable(previous):  # SIG_DFL / SIG_IGN / not set from Python: leave it alone
+            continue
+
+        def chained(signum: int, frame: Any, previous: Callable[[int, Any], Any] = previous) -> None:
+            try:
+                loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # the loop is closed: nothing of ours to stop
+                pass
+            previous(signum, frame)
+
+        signal.signal(sig, chained)
+        installed[sig] = (previous, chained)
+
+    def restore() -> None:
+        for sig, (previous, chained) in installed.items():
+            if signal.getsignal(sig) is chained:  # nobody replaced ours since
+                signal.signal(sig, previous)
+        installed.clear()
+
+    return restore
 
 
 class AsgiWsWriter:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from siopg._log import clip, no_session
 from siopg.adapter.base import Adapter, BroadcastFlags, RecoveryUnavailable, Session, SocketId
 from siopg.engine.message import OutgoingMessage
+from siopg.errors import SiopgError
 from siopg.names import RESERVED_EVENTS, check_event_name
 from siopg.parser import Packet, PacketType
 from siopg.server.broadcast import BroadcastOperator
@@ -421,5 +422,9 @@ class Namespace:
 
 
 def _log_failure(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        logger.error("adapter init failed", exc_info=fut.exception())
+    if fut.cancelled() or (exc := fut.exception()) is None:
+        return
+    if isinstance(exc, (SiopgError, OSError)):  # a database down or not migrated: the message says it all
+        logger.error("adapter init failed: %s", exc or type(exc).__name__)
+    else:
+        logger.error("adapter init failed", exc_info=exc)

@@ -13,7 +13,7 @@ from siopg._log import clip
 from siopg.adapter.base import Adapter
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.engine import EngineConnection, EngineOptions, EngineServer
-from siopg.engine.asgi import EngineASGIApp
+from siopg.engine.asgi import EngineASGIApp, on_exit_signals
 from siopg.engine.message import OutgoingMessage, UncompressedMessage
 from siopg.names import DEFAULT_MAX_NAME_BYTES, check_name
 from siopg.parser import Packet, get_parser
@@ -98,6 +98,7 @@ class Server:
         self._deflate = bool(per_message_deflate)
         self._adapter_factory: Callable[[Any], Any] = adapter or InMemoryAdapter
         self._tasks = TaskSet(logger)
+        self._signal_close: asyncio.Task[None] | None = None  # close() started by SIGTERM under ASGI
         self.metrics = Metrics()
         self._metrics_registry: Any = None  # made on first use (see metrics_registry)
         self._nsps: dict[str, Namespace] = {}
@@ -411,6 +412,22 @@ class Server:
         return app
 
     async def _lifespan(self, scope: dict[str, Any], receive: Any, send: Any, other: Any) -> None:
+        # SIGTERM / SIGINT close the server at once: the ASGI server waits for parked polls
+        # before it sends lifespan.shutdown (see siopg.engine.asgi.on_exit_signals).
+        restore = on_exit_signals(asyncio.get_running_loop(), self._close_on_signal)
+        try:
+            await self._lifespan_events(scope, receive, send, other)
+        finally:
+            restore()
+            if self._signal_close is not None:
+                await asyncio.gather(self._signal_close, return_exceptions=True)
+
+    def _close_on_signal(self) -> None:
+        # kept in an attribute, not the TaskSet: close() drains the TaskSet and would wait for itself
+        if self._signal_close is None:
+            self._signal_close = asyncio.get_running_loop().create_task(self.close())
+
+    async def _lifespan_events(self, scope: dict[str, Any], receive: Any, send: Any, other: Any) -> None:
         if other is not None:
 
             async def wrapped_receive() -> dict[str, Any]:

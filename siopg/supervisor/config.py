@@ -6,6 +6,9 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from siopg.runtime import DATABASE_ENV, database_url_from_env
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -116,6 +119,22 @@ def _env_flag(name: str) -> bool:
     return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+SECRET_OPTIONS = frozenset({"database_url", "dashboard_auth"})  # may hold a password: never echoed
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """`--help` that ends each option's text with its default (as the environment sets it),
+    except for unset, off and secret options."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default: Any = action.default
+        if (not action.option_strings or default in (None, False, "") or default is argparse.SUPPRESS
+                or action.dest in SECRET_OPTIONS or "%(default)" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     """`--dashboard` and `--dashboard-auth` of `siopg serve` (env SIOPG_DASHBOARD, SIOPG_DASHBOARD_AUTH)."""
     g = parser.add_argument_group("live dashboard (siopg.dashboard)")
@@ -123,8 +142,8 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
                    help="serve the live dashboard at /dashboard (env SIOPG_DASHBOARD=1); with --workers,"
                         " each worker serves its own")
     g.add_argument("--dashboard-auth", metavar="USER:PASSWORD", default=_env("SIOPG_DASHBOARD_AUTH"),
-                   help="protect the dashboard with HTTP basic auth (env SIOPG_DASHBOARD_AUTH, which"
-                        " keeps the password out of `ps`)")
+                   help="protect the dashboard with HTTP basic auth; implies --dashboard (env"
+                        " SIOPG_DASHBOARD_AUTH, which keeps the password out of `ps`)")
     g.add_argument("--dashboard-insecure", action="store_true", default=_env_flag("SIOPG_DASHBOARD_INSECURE"),
                    help="allow --dashboard without --dashboard-auth on a non-loopback --host (refused"
                         " otherwise; env SIOPG_DASHBOARD_INSECURE=1)")
@@ -140,20 +159,21 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
                    default=int(_env("SIOPG_METRICS_MAX_NAMESPACES", "100") or 100),
                    help="distinct namespace label values in the metrics; past it (and for names over 256"
                         " bytes) dynamic namespaces are counted under their parent's label, others under"
-                        " \"other\" (env SIOPG_METRICS_MAX_NAMESPACES; default 100)")
+                        " \"other\" (env SIOPG_METRICS_MAX_NAMESPACES)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the multi-worker flags of `siopg serve` (defaults come from SIOPG_* env vars)."""
     g = parser.add_argument_group("workers (siopg.supervisor)")
     g.add_argument("--workers", type=int, default=int(_env("SIOPG_WORKERS", "1") or 1),
-                   help="worker processes behind one port (env SIOPG_WORKERS; default 1)")
-    g.add_argument("--database-url", default=_env("SIOPG_DATABASE_URL", _env("DATABASE_URL")),
-                   help="PostgreSQL URL the workers coordinate through (env DATABASE_URL); "
-                        "without it and with several workers an embedded PostgreSQL is started")
+                   help="worker processes behind one port (env SIOPG_WORKERS)")
+    g.add_argument("--database-url", metavar="URL", default=database_url_from_env(),
+                   help=f"PostgreSQL URL the workers coordinate through, migrated at start (env {DATABASE_ENV};"
+                        " a plain DATABASE_URL is ignored); without it and with several workers an embedded"
+                        " PostgreSQL is started")
     g.add_argument("--data-dir", default=_env("SIOPG_DATA_DIR", ".siopg-data"),
                    help="directory of the embedded PostgreSQL and the pid file "
-                        "(env SIOPG_DATA_DIR; default ./.siopg-data)")
+                        "(env SIOPG_DATA_DIR)")
     g.add_argument("--log-format", choices=("text", "json"), default=_env("SIOPG_LOG_FORMAT", "text"),
                    help="log lines as logfmt text or JSON (env SIOPG_LOG_FORMAT)")
     g.add_argument("--grace", type=float, default=float(_env("SIOPG_GRACE", "10") or 10),
@@ -165,7 +185,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " (env SIOPG_WORKER_TIMEOUT)")
     g.add_argument("--database-wait", type=float, default=float(_env("SIOPG_DATABASE_WAIT", "60") or 60),
                    help="seconds the supervisor waits at start for an unreachable database before giving up"
-                        " (env SIOPG_DATABASE_WAIT; default 60; 0 = fail at once)")
+                        " (env SIOPG_DATABASE_WAIT; 0 = fail at once)")
     g.add_argument("--max-pending-heads", type=int, default=int(_env("SIOPG_MAX_PENDING_HEADS", "4096") or 4096),
                    help="connections that may be sending their request head at once; past it the oldest is"
                         " cut (slowloris); capped to half the open-files limit (env SIOPG_MAX_PENDING_HEADS)")
@@ -176,16 +196,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="this machine's name (a-z0-9) put in every sid, so a load balancer in front"
                         " of several machines can route each session home (env SIOPG_NODE_ID)")
     g.add_argument("--check", action="store_true",
-                   help="validate the app and the database, then exit (0 = ok)")
+                   help="load the app, reach the database and read its schema version, then exit (0 = ok);"
+                        " writes nothing (no migrations, no embedded PostgreSQL started)")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """`app`, --host, --port, --log-level: for a parser that does not define them already."""
     parser.add_argument("app", help="module:attr or path/to/app.py:attr (attr defaults to io)")
-    parser.add_argument("--host", default=_env("SIOPG_HOST", "127.0.0.1"), help="env SIOPG_HOST")
-    parser.add_argument("--port", type=int, default=int(_env("SIOPG_PORT", "3000") or 3000), help="env SIOPG_PORT")
+    parser.add_argument("--host", default=_env("SIOPG_HOST", "127.0.0.1"),
+                        help="address to listen on; 0.0.0.0 for every interface (env SIOPG_HOST)")
+    parser.add_argument("--port", type=int, default=int(_env("SIOPG_PORT", "3000") or 3000),
+                        help="TCP port; 0 picks a free one (env SIOPG_PORT)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default=_env("SIOPG_LOG_LEVEL", "info"),
-                        help="env SIOPG_LOG_LEVEL")
+                        help="how much to log (env SIOPG_LOG_LEVEL)")
 
 
 def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
@@ -203,7 +226,7 @@ def config_from_args(args: argparse.Namespace) -> SupervisorConfig:
         pid_file=Path(args.pid_file) if getattr(args, "pid_file", None) else None,
         node_id=getattr(args, "node_id", None) or None,
         worker_timeout=getattr(args, "worker_timeout", 30.0),
-        dashboard=bool(getattr(args, "dashboard", False)),
+        dashboard=bool(getattr(args, "dashboard", False) or getattr(args, "dashboard_auth", None)),
         dashboard_auth=getattr(args, "dashboard_auth", None) or None,
         dashboard_insecure=bool(getattr(args, "dashboard_insecure", False)),
         metrics=bool(getattr(args, "metrics", False)),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from siopg.errors import SiopgError
+from siopg.runtime import redact
 
 log = logging.getLogger("siopg.supervisor")
 
@@ -27,14 +28,20 @@ class EmbeddedPostgres:
         self.data_dir = Path(data_dir)
         self._server: Any = None
 
-    def start(self) -> str:
+    @staticmethod
+    def ensure_available() -> None:
+        """Raise DatabaseError saying what to install when pgserver is missing."""
         try:
-            import pgserver
+            import pgserver  # noqa: F401
         except ImportError as exc:
             raise DatabaseError(
                 "several workers need PostgreSQL: pass --database-url, or install the embedded"
                 " server with `pip install 'siopg[embedded]'`"
             ) from exc
+
+    def start(self) -> str:
+        self.ensure_available()
+        import pgserver
         pgdata = self.data_dir / "pg"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log.info("starting embedded PostgreSQL in %s", pgdata)
@@ -88,6 +95,29 @@ def prepare_database(dsn: str, migrate: bool = True) -> str:
         raise DatabaseError(f"database {redact(dsn)}: {type(exc).__name__}: {exc}") from exc
 
 
+def inspect_database(dsn: str) -> tuple[str, int, list[int]]:
+    """`--check`: the server version, the schema's version and the migrations `serve` would apply.
+
+    Read-only: nothing is created or migrated.
+    """
+    async def go() -> tuple[str, int, list[int]]:
+        import asyncpg
+
+        from siopg.adapter.postgres.migrations import pending_versions
+
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            version = str(await conn.fetchval("SELECT version()"))
+            return (version, *await pending_versions(conn))
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    except Exception as exc:
+        raise DatabaseError(f"database {redact(dsn)}: {type(exc).__name__}: {exc}") from exc
+
+
 def _transient(exc: BaseException) -> bool:
     """An error that waiting may cure (the server is down or starting), not a misconfiguration."""
     cause = exc.__cause__ if isinstance(exc, DatabaseError) else exc
@@ -115,23 +145,12 @@ def wait_and_prepare(dsn: str, wait: float, retry_max: float = 5.0) -> str:
             return prepare_database(dsn)
         except DatabaseError as exc:
             left = deadline - time.monotonic()
-            if not _transient(exc) or left <= 0:
+            if not _transient(exc):
                 raise
+            if left <= 0:
+                raise DatabaseError(f"{exc}; is PostgreSQL running and reachable? (gave up after {attempt} attempts"
+                                    f" in {wait:.0f}s: --database-wait sets how long to wait)") from exc.__cause__
             log.warning("database unreachable (attempt %d: %s); retrying in %.1fs (giving up in %.0fs)",
                         attempt, exc, min(delay, left), left)
             time.sleep(min(delay, left))
             delay = min(delay * 2, retry_max)
-
-
-def redact(dsn: str) -> str:
-    """The DSN without its password, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<invalid url>"
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -18,23 +18,26 @@ from pathlib import Path
 from typing import Any
 
 from siopg._tasks import TaskSet
+from siopg.runtime import AppLoadError, find_app
 from siopg.runtime import run as run_loop
 from siopg.supervisor import httphead
 from siopg.supervisor.config import SupervisorConfig
 from siopg.supervisor.database import (
     DatabaseError,
     EmbeddedPostgres,
-    prepare_database,
+    inspect_database,
     redact,
     wait_and_prepare,
 )
 from siopg.supervisor.metrics import MetricsEndpoint
 from siopg.supervisor.pool import State, WorkerPool, worker_env
 from siopg.supervisor.router import Router, RouterLimits, make_listener
+from siopg.supervisor.startup import endpoint_lines, listen_error
 from siopg.supervisor.worker import (
     ENV_APP,
     ENV_DASHBOARD,
     ENV_DASHBOARD_AUTH,
+    ENV_DATABASE,
     ENV_METRICS_NAMESPACES,
     ENV_NODE,
 )
@@ -74,9 +77,9 @@ class Supervisor:
         else:
             env.pop(ENV_NODE, None)
         if database_url:
-            env["DATABASE_URL"] = database_url
+            env[ENV_DATABASE] = database_url
         else:
-            env.pop("DATABASE_URL", None)
+            env.pop(ENV_DATABASE, None)
         env.pop(ENV_DASHBOARD_AUTH, None)
         env[ENV_METRICS_NAMESPACES] = str(config.metrics_max_namespaces)
         if config.dashboard:
@@ -163,7 +166,11 @@ class Supervisor:
                         self.config.workers)
             await asyncio.sleep(0.5)
         host, port = self.listener.getsockname()[:2]
-        log.info("serving %s on http://%s:%d with %d workers", self.config.app_ref, host, port, self.config.workers)
+        n = self.config.workers
+        log.info("serving %s on http://%s:%d with %d worker%s", self.config.app_ref, host, port, n, "s" * (n != 1))
+        for line in endpoint_lines(host, port, dashboard=self.config.dashboard,
+                                   metrics=self.config.metrics and self.config.metrics_port is None):
+            log.info("%s", line)
 
     def _spawn(self, coro: Coroutine[Any, Any, object], what: str) -> None:
         self._tasks.spawn(coro, what)
@@ -227,10 +234,25 @@ def resolve_database(config: SupervisorConfig) -> tuple[str | None, EmbeddedPost
 
 def run(config: SupervisorConfig) -> int:
     """Run the supervisor until it is stopped; returns the process exit code."""
-    listener = make_listener(config.host, config.port, config.backlog, max(1, int(config.head_timeout)))
+    try:
+        find_app(config.app_ref)  # a typo fails here, before a database and workers start
+    except AppLoadError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        listener = make_listener(config.host, config.port, config.backlog, max(1, int(config.head_timeout)))
+    except OSError as exc:
+        log.error("%s", listen_error(config.host, config.port, exc))
+        return 2
     metrics_listener = None
     if config.metrics_port is not None:
-        metrics_listener = make_listener(config.host, config.metrics_port, 64, max(1, int(config.head_timeout)))
+        try:
+            metrics_listener = make_listener(config.host, config.metrics_port, 64, max(1, int(config.head_timeout)))
+        except OSError as exc:
+            listener.close()
+            log.error("%s", listen_error(config.host, config.metrics_port, exc))
+            return 2
+    if metrics_listener is not None:
         bound = metrics_listener.getsockname()[1]
         log.info("metrics on http://%s:%d%s", config.host, bound, METRICS_PATH)
     embedded: EmbeddedPostgres | None = None
@@ -257,7 +279,7 @@ def run(config: SupervisorConfig) -> int:
 
 
 def check(config: SupervisorConfig) -> int:
-    """`--check`: load the app as a worker would, reach and migrate the database; 0 if fine."""
+    """`--check`: load the app as a worker would, reach the database and read its schema; 0 if fine."""
     from siopg.runtime import AppLoadError, load_app
 
     ok = True
@@ -270,21 +292,30 @@ def check(config: SupervisorConfig) -> int:
     except Exception as exc:  # noqa: BLE001 - `check` reports any failure to load the app, then exits 1
         log.error("app %s: %s", config.app_ref, exc)
         ok = False
-    embedded = None
     try:
-        database_url, embedded = resolve_database(config)
-        if database_url:
-            version = prepare_database(database_url)
-            log.info("database %s: ok, migrated (%s)", redact(database_url), version.split(",")[0])
-        else:
-            log.info("database: none needed (1 worker, in-memory adapter)")
+        _check_database(config)
     except DatabaseError as exc:
         log.error("database: %s", exc)
         ok = False
-    finally:
-        if embedded is not None:
-            embedded.stop()
     return 0 if ok else 1
+
+
+def _check_database(config: SupervisorConfig) -> None:
+    """Report what `serve` would do with the database, writing nothing (raises DatabaseError)."""
+    if config.database_url:
+        version, current, pending = inspect_database(config.database_url)
+        where = f"database {redact(config.database_url)} ({version.split(',')[0]})"
+        if pending:
+            log.info("%s: ok; schema 'siopg' is at version %d, `siopg serve` will apply migrations %s at start",
+                     where, current, ", ".join(map(str, pending)))
+        else:
+            log.info("%s: ok; schema 'siopg' is up to date (version %d)", where, current)
+    elif config.workers > 1:
+        EmbeddedPostgres.ensure_available()
+        log.info("database: `siopg serve` will start an embedded PostgreSQL in %s (not started by --check)",
+                 (config.data_dir / "pg").resolve())
+    else:
+        log.info("database: none needed (1 worker, in-memory adapter)")
 
 
 def reload(pid_file: Path) -> int:

@@ -40,6 +40,7 @@ ENV_FD = "SIOPG_WORKER_FD"
 ENV_APP = "SIOPG_WORKER_APP"
 ENV_GRACE = "SIOPG_WORKER_GRACE"
 ENV_NODE = "SIOPG_NODE_ID"
+ENV_DATABASE = "SIOPG_WORKER_DATABASE_URL"  # the database the supervisor migrated (the app's DATABASE_URL is its own)
 ENV_DASHBOARD = "SIOPG_DASHBOARD"            # "1": mount siopg.dashboard at /dashboard
 ENV_DASHBOARD_AUTH = "SIOPG_DASHBOARD_AUTH"  # USER:PASSWORD for it
 ENV_METRICS_NAMESPACES = "SIOPG_METRICS_MAX_NAMESPACES"  # namespace label values before folding
@@ -345,7 +346,7 @@ def main() -> None:
     wid = int(os.environ[ENV_ID])
     setup_logging(os.environ.get("SIOPG_LOG_LEVEL", "info"), os.environ.get("SIOPG_LOG_FORMAT", "text"), str(wid))
     chan = socket.socket(fileno=int(os.environ[ENV_FD]))
-    database_url = os.environ.get("DATABASE_URL") or None
+    database_url = os.environ.get(ENV_DATABASE) or None
     # Import and configure the app before any event loop runs: a siopg.Server created while a
     # loop runs starts its adapters at once, before we could give it the cluster adapter.
     try:

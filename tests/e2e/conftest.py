@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from procs import wait_or_kill
@@ -154,3 +155,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 def node_bug(reason: str) -> pytest.MarkDecorator:
     """Marks behaviour siopg fixes but Node socket.io 4.8 gets wrong (xfail on the node backend)."""
     return pytest.mark.xfail(BACKEND == "node", reason=f"socket.io 4.8 bug: {reason}", strict=True)
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[Any]:
+    """python-socketio AsyncClients (no reconnection), connected to a URL, disconnected at teardown."""
+    import socketio
+
+    made: list[socketio.AsyncClient] = []
+
+    async def make(url: str, transports: list[str] | None = None, **kw: Any) -> socketio.AsyncClient:
+        sio = socketio.AsyncClient(reconnection=False)
+        made.append(sio)
+        await sio.connect(url, transports=transports or ["websocket"], wait_timeout=5, **kw)
+        return sio
+
+    yield make
+    for sio in made:
+        await sio.disconnect()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,21 +14,6 @@ from .conftest import BACKEND, ServerProcess
 @pytest.fixture(scope="module")
 def server(start_server) -> ServerProcess:  # type: ignore[no-untyped-def]
     return start_server("basic")
-
-
-@pytest.fixture
-async def make_client() -> AsyncIterator[Any]:
-    made: list[socketio.AsyncClient] = []
-
-    async def make(url: str, transports: list[str] | None = None, **kw: Any) -> socketio.AsyncClient:
-        sio = socketio.AsyncClient(reconnection=False)
-        made.append(sio)
-        await sio.connect(url, transports=transports or ["websocket"], wait_timeout=5, **kw)
-        return sio
-
-    yield make
-    for sio in made:
-        await sio.disconnect()
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"], ["polling", "websocket"]])

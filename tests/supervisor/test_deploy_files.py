@@ -21,13 +21,13 @@ from siopg.supervisor.supervisor import HEALTH_PATHS
 yaml = pytest.importorskip("yaml")
 
 DEPLOY = REPO / "deploy"
-CONFIG_SRC = (REPO / "siopg" / "supervisor" / "config.py").read_text()
+CONFIG_SRC = "".join((REPO / "siopg" / name).read_text() for name in ("supervisor/config.py", "runtime.py"))
 METRICS_SRC = (REPO / "siopg" / "metrics.py").read_text()
 
 
 def known_env(name: str) -> bool:
-    """An env var the supervisor or the worker reads."""
-    return name in {"DATABASE_URL"} or f'"{name}"' in CONFIG_SRC
+    """An env var the supervisor or the worker reads (the database's is in siopg.runtime)."""
+    return f'"{name}"' in CONFIG_SRC
 
 
 def test_compose_file():
@@ -38,9 +38,9 @@ def test_compose_file():
     assert siopg["depends_on"]["postgres"]["condition"] == "service_healthy"
     env = siopg["environment"]
     assert all(known_env(k) for k in env), [k for k in env if not known_env(k)]
-    assert "@postgres:5432/" in env["DATABASE_URL"]
+    assert "@postgres:5432/" in env["SIOPG_DATABASE_URL"]
     pg = services["postgres"]["environment"]
-    assert f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in env["DATABASE_URL"]
+    assert f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in env["SIOPG_DATABASE_URL"]
     assert int(env["SIOPG_WORKERS"]) > 1
     assert any(path in " ".join(siopg["healthcheck"]["test"]) for path in HEALTH_PATHS)
     grace = float(env["SIOPG_GRACE"])
@@ -102,7 +102,7 @@ def test_kubernetes_manifests():
         assert get["path"] in HEALTH_PATHS and get["port"] in port_names, probe
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert all(known_env(k) for k in cm["data"]), list(cm["data"])
-    assert [e["name"] for e in container["env"]] == ["DATABASE_URL"]
+    assert [e["name"] for e in container["env"]] == ["SIOPG_DATABASE_URL"]
     assert container["envFrom"][0]["configMapRef"]["name"] == cm["metadata"]["name"]
     # drain fits: preStop sleep + SIOPG_GRACE (+ kill margin) < terminationGracePeriodSeconds
     sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])

@@ -190,10 +190,17 @@ def test_check_validates_app_and_database(supervisor_factory, sv_dsn, tmp_path):
     assert bad_db.returncode == 1 and "database" in bad_db.stderr
 
 
-def test_a_broken_app_stops_the_supervisor_with_an_error(supervisor_factory):
+def test_a_broken_app_stops_the_supervisor_with_an_error(supervisor_factory, tmp_path):
+    (tmp_path / "broken_app.py").write_text("raise RuntimeError('broken on purpose')\n")
+    sv = supervisor_factory(f"{tmp_path / 'broken_app.py'}:io", 2)
+    assert sv.proc.wait(30) == 1
+    assert "failed to start" in sv.log() and "broken on purpose" in sv.log()
+
+
+def test_a_missing_app_module_stops_the_supervisor_before_it_starts_anything(supervisor_factory):
     sv = supervisor_factory("no_such_module:io", 2)
     assert sv.proc.wait(30) == 1
-    assert "failed to start" in sv.log()
+    assert "cannot import module 'no_such_module'" in sv.log() and "starting" not in sv.log()
 
 
 def _poll(port: int, method: str, sid: str | None, body: bytes = b"") -> bytes:

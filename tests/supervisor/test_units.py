@@ -66,7 +66,8 @@ def test_metrics_merge_labels_every_sample_with_its_worker():
 def test_flags_default_from_siopg_env(monkeypatch, tmp_path):
     monkeypatch.setenv("SIOPG_WORKERS", "3")
     monkeypatch.setenv("SIOPG_PORT", "4321")
-    monkeypatch.setenv("DATABASE_URL", "postgresql://db/x")
+    monkeypatch.setenv("SIOPG_DATABASE_URL", "postgresql://db/x")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://someone-elses/db")  # Django's, Heroku's: ignored
     monkeypatch.setenv("SIOPG_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SIOPG_NODE_ID", "web7")
     parser = argparse.ArgumentParser()

@@ -143,3 +143,17 @@ def test_worker_gives_a_default_server_the_postgres_adapter(monkeypatch: pytest.
     from siopg.supervisor.sid import worker_of
 
     assert worker_of(default.engine.options.sid_generator()) == 4 == worker_of(chosen.engine.options.sid_generator())
+
+
+def test_find_app_checks_a_reference_without_importing_it(tmp_path, monkeypatch):
+    from siopg.runtime import find_app
+
+    (tmp_path / "h9_sideeffect.py").write_text("open('imported', 'w').close()\nio = 1\n")
+    monkeypatch.chdir(tmp_path)
+    find_app("h9_sideeffect:io")
+    find_app("h9_sideeffect.py:io")
+    assert not (tmp_path / "imported").exists()  # found, not run
+    with pytest.raises(AppLoadError, match="cannot import module 'h9_missing'"):
+        find_app("h9_missing:io")
+    with pytest.raises(AppLoadError, match="no such file: missing.py"):
+        find_app("missing.py:io")

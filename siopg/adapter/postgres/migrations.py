@@ -5,7 +5,7 @@ written against the placeholders `@schema@` (quoted identifier) and `@schema_lit
 (quoted string), so the whole schema can live under any name (default "siopg") beside the
 user's own tables. Applied versions are recorded in `<schema>.schema_version`.
 
-    siopg migrate --database-url postgres://... [--schema siopg]
+    siopg migrate --database-url postgres://... [--schema siopg]   (or SIOPG_DATABASE_URL)
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from siopg.errors import SiopgError
+from siopg.runtime import DATABASE_ENV, database_url_from_env, ignored_database_url_notice, redact
 
 DEFAULT_SCHEMA = "siopg"
 _LOCK_CLASS = 1936289640  # advisory lock namespace for migrations (the log uses ...639)
@@ -151,12 +152,16 @@ async def migrate_dsn(dsn: str, schema: str = DEFAULT_SCHEMA) -> list[int]:
         await conn.close()
 
 
+async def pending_versions(conn: asyncpg.Connection, schema: str = DEFAULT_SCHEMA) -> tuple[int, list[int]]:
+    """(the schema's current version, the migrations it lacks), read without writing anything."""
+    done = await _applied_versions(conn, schema)
+    return (max(done) if done else 0), [m.version for m in load_migrations() if m.version not in done]
+
+
 async def check_schema(conn: asyncpg.Connection, schema: str = DEFAULT_SCHEMA) -> None:
     """Raise SchemaError naming the command to run when the schema is missing or behind."""
-    done = await _applied_versions(conn, schema)
-    missing = [m.version for m in load_migrations() if m.version not in done]
+    current, missing = await pending_versions(conn, schema)
     if missing:
-        current = max(done) if done else 0
         flag = "" if schema == DEFAULT_SCHEMA else f" --schema {schema}"
         raise SchemaError(
             f"siopg: the database schema {schema!r} is at version {current}, this siopg needs "
@@ -165,22 +170,49 @@ async def check_schema(conn: asyncpg.Connection, schema: str = DEFAULT_SCHEMA) -
         )
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The arguments of `siopg migrate` (also read by the generated reference in docs/)."""
+    parser = argparse.ArgumentParser(
+        prog="siopg migrate",
+        description="Create or upgrade siopg's schema in a PostgreSQL database (`siopg serve --database-url`"
+                    " does it by itself at start; run this for apps that build their own PostgresAdapter).",
+    )
+    parser.add_argument("--database-url", metavar="URL", default=database_url_from_env(),
+                        help=f"PostgreSQL URL, postgresql://user:password@host/db (env {DATABASE_ENV};"
+                             " a plain DATABASE_URL is ignored)")
+    parser.add_argument("--schema", default=DEFAULT_SCHEMA,
+                        help=f"schema holding siopg's tables (default: {DEFAULT_SCHEMA})")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`siopg migrate --database-url URL [--schema NAME]`."""
-    parser = argparse.ArgumentParser(prog="siopg migrate", description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True, help="PostgreSQL DSN (postgres://...)")
-    parser.add_argument("--schema", default=DEFAULT_SCHEMA, help="schema holding siopg's tables")
-    args = parser.parse_args(argv)
+    """`siopg migrate [--database-url URL] [--schema NAME]`: one line of output, 0 when done."""
+    args = build_parser().parse_args(argv)
+    notice = ignored_database_url_notice(args.database_url)
+    if notice:
+        print(f"siopg migrate: {notice}", file=sys.stderr)
+    if not args.database_url:
+        print(f"siopg migrate: no database given: pass --database-url URL or set {DATABASE_ENV}", file=sys.stderr)
+        return 2
     try:
-        applied = asyncio.run(migrate_dsn(args.database_url, args.schema))
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"siopg migrate: {exc}", file=sys.stderr)
+        applied = asyncio.run(_migrate_with_timeout(args.database_url, args.schema))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        print(f"siopg migrate: cannot migrate {redact(args.database_url)}: {reason}", file=sys.stderr)
         return 1
     if applied:
         print(f"siopg migrate: applied {', '.join(map(str, applied))} to schema {args.schema!r}")
     else:
         print(f"siopg migrate: schema {args.schema!r} is up to date (version {latest_version()})")
     return 0
+
+
+async def _migrate_with_timeout(dsn: str, schema: str, timeout: float = 15.0) -> list[int]:
+    conn = await asyncpg.connect(dsn, timeout=timeout)
+    try:
+        return await migrate(conn, schema)
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,10 +44,9 @@ class RawWsWriter:
         transport = self._transport
         if self._closed or transport.is_closing():
             return 0
-        if len(packets) == 1:
-            transport.write(packets[0].ws_frame)
-        else:
-            transport.write(b"".join([p.ws_frame for p in packets]))
+        data = packets[0].ws_frame if len(packets) == 1 else b"".join([p.ws_frame for p in packets])
+        transport.write(data)
+        self._server.traffic.bytes_out += len(data)
         return transport.get_write_buffer_size()
 
     def buffer_size(self) -> int:
@@ -78,7 +77,9 @@ class DeflateWsWriter:
         if self._closed:
             return 0
         self._pending.extend(packets)
-        self._pending_bytes += sum(p.size for p in packets)
+        size = sum(p.size for p in packets)
+        self._pending_bytes += size
+        self._server.traffic.bytes_out += size
         if self._task is None:
             self._task = asyncio.ensure_future(self._drain())
             self._server.track(self._task)

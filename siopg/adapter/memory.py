@@ -48,6 +48,8 @@ from siopg.parser import Packet, PacketType
 
 __all__ = ["ROOM_EVENTS", "InMemoryAdapter", "should_include"]
 
+EXPIRED_MEMORY = 60.0  # seconds an expired session's pid is remembered, at least
+
 
 class _LogEntry(NamedTuple):
     offset: int
@@ -90,8 +92,8 @@ class InMemoryAdapter(Adapter):
         self._log: deque[_LogEntry] = deque()
         self._next_offset = 1  # offsets start at 1; "0" means "before anything"
         self._sessions: dict[str, tuple[Session, float]] = {}  # pid -> (session, persisted at); time order
-        # pids of sessions whose window passed, kept one more window (time order): a restore
-        # then says "expired" rather than "unknown session"
+        # pids of sessions whose window passed, kept one more window (at least EXPIRED_MEMORY
+        # seconds; time order): a restore then says "expired" rather than "unknown session"
         self._expired: dict[str, float] = {}
         # How long a dead client connection can go unnoticed: the server's pings plus a margin.
         # The log keeps window + this, and a restore is refused only if a pruned packet was
@@ -280,7 +282,7 @@ class InMemoryAdapter(Adapter):
         sessions, expired = self._sessions, self._expired
         while expired:
             pid = next(iter(expired))
-            if expired[pid] >= threshold - self._window:
+            if expired[pid] >= threshold - max(self._window, EXPIRED_MEMORY):
                 break
             del expired[pid]
         while sessions:

@@ -224,7 +224,7 @@ class InMemoryAdapter(Adapter):
         now = time.monotonic()
         self._prune_sessions(now)
         self._prune_log(now)
-        found = self._sessions.pop(pid, None)  # one restore per persist: no double replay
+        found = self._sessions.get(pid)  # popped once restored: one restore per persist, no double replay
         if found is None:
             if self._expired.pop(pid, None) is not None:
                 raise refuse(pid, EXPIRED, "session expired")
@@ -248,6 +248,9 @@ class InMemoryAdapter(Adapter):
             # was last known alive (its disconnect minus how long a dead one goes unnoticed):
             # it may have missed it. Older ones went to a live connection: it has those.
             raise refuse(pid, OFFSET_PRUNED, "offset %s pruned (log pruned through %s)", base, self._pruned_through)
+        # refused above without using the session up (a forged offset cannot burn the real
+        # client's session, as with the Postgres adapter); from here on it is restored
+        del self._sessions[pid]
         # With no client offset the client got no offset-bearing event since `session.offset`,
         # so every stored packet after it that matches the rooms is missed.
         missed = []

@@ -15,10 +15,13 @@ from aiohttp import web
 
 import siopg
 from siopg import dashboard
+from siopg.adapter.errors import RECOVERY_CAUSES
 from siopg.dashboard.cluster import recovery
 from siopg.dashboard.stats import Identity, Reading, Sampler
 
 from .helpers import start_app
+
+NO_FAILURES = dict.fromkeys(sorted(RECOVERY_CAUSES), 0)  # every cause counted, none yet
 
 
 Serve = Callable[..., Awaitable[str]]
@@ -121,7 +124,7 @@ async def test_stats_reflect_websocket_and_polling_clients(
     assert by_name(doc)["/chat"] == {"name": "/chat", "sockets": 2, "rooms": 2}
     assert doc["sockets"] == 4
     assert doc["rooms"] == 3
-    assert doc["recovery"] == {"attempted": 0, "succeeded": 0, "failed": 0, "causes": {}, "rate": None}
+    assert doc["recovery"] == {"attempted": 0, "succeeded": 0, "failed": 0, "causes": NO_FAILURES, "rate": None}
 
     said: asyncio.Queue[str] = asyncio.Queue()
     ws.on("said", said.put_nowait)
@@ -278,7 +281,7 @@ async def test_recovery_and_persisted_counts_come_from_the_metrics(served: Serve
     url = await served(io)
     io.metrics.recoveries_attempted, io.metrics.recoveries_succeeded, io.metrics.sessions_persisted = 4, 3, 7
     doc = await stats(http, url)
-    assert doc["recovery"] == {"attempted": 4, "succeeded": 3, "failed": 1, "causes": {}, "rate": 0.75}
+    assert doc["recovery"] == {"attempted": 4, "succeeded": 3, "failed": 1, "causes": NO_FAILURES, "rate": 0.75}
     assert doc["sessions_persisted"] == 7 == doc["counters"]["sessions_persisted"]
     async with http.get(f"{url}/dashboard") as resp:
         html = await resp.text()

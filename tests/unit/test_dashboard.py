@@ -317,26 +317,43 @@ async def test_server_count_is_cluster_wide_with_the_postgres_adapter(
         await conn.close()
 
 
-def test_grafana_dashboard_only_uses_metrics_siopg_exports() -> None:
+async def test_grafana_dashboard_only_uses_metrics_siopg_exports(pg_dsn: str) -> None:
     import inspect
     import json
     from pathlib import Path
 
+    import asyncpg
     from prometheus_client import generate_latest
 
     import siopg.supervisor.metrics as supervisor_metrics
+    from siopg.adapter.postgres.migrations import migrate, quote_ident
 
     path = Path(__file__).resolve().parents[2] / "dashboard" / "grafana-siopg.json"
     doc = json.loads(path.read_text())
     exprs = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
     used = {name for expr in exprs for name in re.findall(r"\bsiopg_[a-z_]+", expr)}
-    io = siopg.Server()
-    io.of("/chat")
-    exported = set(re.findall(r"^(siopg_[a-z_]+)", generate_latest(io.metrics_registry).decode(), re.M))
+    # what a server with the Postgres adapter exports (a superset of the in-memory one's)
+    schema = "siopg_graf_" + secrets.token_hex(4)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await migrate(conn, schema)
+        io = siopg.Server(adapter=siopg.PostgresAdapter(pg_dsn, schema=schema))
+        io.of("/chat")
+        await io._startup()
+        try:
+            exported = set(re.findall(r"^(siopg_[a-z_]+)", generate_latest(io.metrics_registry).decode(), re.M))
+        finally:
+            await io.close()
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+        await conn.close()
     exported |= set(re.findall(r"# TYPE (siopg_supervisor_[a-z_]+)", inspect.getsource(supervisor_metrics)))
     assert used and used <= exported, used - exported
     assert {"siopg_connected_sockets", "siopg_packets_received_total", "siopg_recoveries_succeeded_total"} <= used
     assert {"siopg_engine_connections_by_transport", "siopg_rooms"} <= used
+    assert {"siopg_recovery_failed_total", "siopg_disconnections_total", "siopg_bytes_sent_total",
+            "siopg_event_loop_lag_seconds_bucket", "siopg_commit_to_delivery_seconds_bucket",
+            "siopg_pg_listen_reconnects_total", "siopg_acks_timed_out_total"} <= used
     ids = [p["id"] for p in doc["panels"]]
     assert len(ids) == len(set(ids))
     assert all(p["datasource"]["uid"] == "${datasource}" for p in doc["panels"] if "datasource" in p)

@@ -32,12 +32,13 @@ log = logging.getLogger("siopg.engine")
 class RawWsWriter:
     """Writes pre-framed bytes straight to the connection's transport."""
 
-    __slots__ = ("_closed", "_server", "_transport", "_ws")
+    __slots__ = ("_closed", "_server", "_traffic", "_transport", "_ws")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, server: EngineServer) -> None:
         self._ws = ws
         self._transport = transport
         self._server = server
+        self._traffic = server.traffic
         self._closed = False
 
     def write_packets(self, packets: Sequence[EncodedPacket]) -> int:
@@ -46,7 +47,7 @@ class RawWsWriter:
             return 0
         data = packets[0].ws_frame if len(packets) == 1 else b"".join([p.ws_frame for p in packets])
         transport.write(data)
-        self._server.traffic.bytes_out += len(data)
+        self._traffic.bytes_out += len(data)
         return transport.get_write_buffer_size()
 
     def buffer_size(self) -> int:

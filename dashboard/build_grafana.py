@@ -101,6 +101,51 @@ series("Recovery /s", [(f"sum(rate(siopg_recoveries_attempted_total{{{SEL}}}[{R}
                        (f"sum(rate(siopg_recoveries_succeeded_total{{{SEL}}}[{R}]))", "succeeded")], 0, 48, unit="ops")
 series("Sessions persisted /s", [(f"sum(rate(siopg_sessions_persisted_total{{{SEL}}}[{R}]))", "persisted")], 12, 48, unit="ops",
        desc="Sessions kept on disconnect for connection state recovery.")
+series("Recovery outcomes /s", [(f"sum(rate(siopg_recoveries_succeeded_total{{{SEL}}}[{R}]))", "recovered"),
+                               (f"sum by (cause) (rate(siopg_recovery_failed_total{{{SEL}}}[{R}]))", "failed: {{cause}}")],
+       0, 56, unit="ops", stack=True,
+       desc="Recoveries that restored the session, and those that failed by cause: unknown_session (no such session), "
+            "expired (window passed), offset_pruned, offset_invalid (forged or another namespace's), limit (refused by a "
+            "namespace limit), unavailable (database unreachable), error (see the log). The app reads the cause as "
+            "socket.recovery_failure.")
+series("Missed packets replayed /s", [(f"sum(rate(siopg_packets_replayed_total{{{SEL}}}[{R}]))", "replayed")], 12, 56,
+       unit="ops", desc="Packets a recovered socket had missed, sent to it right after its CONNECT.")
+row("Connections: why they end, what they carry", 64)
+series("Disconnections /s by reason", [(f"sum by (reason) (rate(siopg_disconnections_total{{{SEL}}}[{R}]))", "{{reason}}")],
+       0, 65, unit="ops", stack=True,
+       desc="Sockets leaving their namespace, by socket.io's reason. Many 'ping timeout' or 'transport error': a network "
+            "or a proxy cutting connections; 'transport close': clients went away (or a load balancer's idle timeout).")
+series("Bytes /s", [(f"sum(rate(siopg_bytes_received_total{{{SEL}}}[{R}]))", "in"),
+                    (f"sum(rate(siopg_bytes_sent_total{{{SEL}}}[{R}]))", "out")], 12, 65, unit="Bps",
+       desc="Engine.IO bytes read and written: polling bodies and WebSocket frames (before per-message deflate).")
+series("Acks /s", [(f"sum(rate(siopg_acks_answered_total{{{SEL}}}[{R}]))", "answered"),
+                   (f"sum(rate(siopg_acks_timed_out_total{{{SEL}}}[{R}]))", "timed out")], 0, 73, unit="ops",
+       desc="Acknowledgements clients sent for the server's emits, and those waited for in vain (per client).")
+series("Event-loop lag", [(f"histogram_quantile(0.99, sum by (le) (rate(siopg_event_loop_lag_seconds_bucket{{{SEL}}}[{R}])))", "p99"),
+                          (f"histogram_quantile(0.5, sum by (le) (rate(siopg_event_loop_lag_seconds_bucket{{{SEL}}}[{R}])))", "p50")],
+       12, 73, unit="s",
+       desc="How late a callback scheduled every 0.5 s ran: a blocked loop (slow handler, GC pause, CPU starvation) "
+            "delays every connection of the process.")
+row("Postgres adapter", 81)
+series("Commit to delivery", [(f"histogram_quantile(0.99, sum by (le) (rate(siopg_commit_to_delivery_seconds_bucket{{{SEL}}}[{R}])))", "p99"),
+                              (f"histogram_quantile(0.5, sum by (le) (rate(siopg_commit_to_delivery_seconds_bucket{{{SEL}}}[{R}])))", "p50")],
+       0, 82, unit="s",
+       desc="From the publishing transaction to a server handing the packet to its sockets (every server, every log row).")
+series("Publish batch size", [(f"histogram_quantile(0.5, sum by (le) (rate(siopg_publish_batch_size_bucket{{{SEL}}}[{R}])))", "p50"),
+                              (f"histogram_quantile(0.99, sum by (le) (rate(siopg_publish_batch_size_bucket{{{SEL}}}[{R}])))", "p99"),
+                              (f"sum(rate(siopg_publish_batch_size_count{{{SEL}}}[{R}]))", "batches /s")],
+       12, 82, desc="Rows per batch committed to the packet log (one NOTIFY and commit per batch).")
+series("Publish retry buffer", [(f"sum(siopg_publish_buffer_messages{{{SEL}}})", "messages waiting"),
+                                (f"sum(rate(siopg_publish_refused_total{{{SEL}}}[{R}]))", "refused /s"),
+                                (f"sum(increase(siopg_pg_listen_reconnects_total{{{SEL}}}[{R}]))", "LISTEN reconnects")],
+       0, 90, desc="Messages waiting for Postgres (grows while it is unreachable), emits refused because the buffer was "
+                   "full, and reconnections of the log reader's LISTEN connection.")
+series("Publish retry buffer bytes", [(f"sum(siopg_publish_buffer_bytes{{{SEL}}})", "bytes waiting")], 12, 90, unit="bytes")
+series("Packet log", [(f"max(siopg_pg_log_rows{{{SEL}}})", "rows"),
+                      (f"sum(rate(siopg_pg_log_pruned_total{{{SEL}}}[{R}]))", "pruned /s")], 0, 98,
+       desc="Rows in the Postgres packet log (id span, as the pruning pass last saw it) and how fast they are pruned.")
+series("Packet log oldest row age", [(f"max(siopg_pg_log_oldest_seconds{{{SEL}}})", "oldest")], 12, 98, unit="s",
+       desc="Age of the oldest packet kept: about the recovery window plus margins; growing past it means pruning lags.")
 for p in panels:  # the fan-out panel sits alone on its row
     if p["title"].startswith("Fan-out"):
         p["gridPos"]["w"] = 24

@@ -15,11 +15,15 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+import siopg
+from siopg._histogram import Histogram
+from siopg.adapter.errors import RECOVERY_CAUSES
+
 # The counters live in the server layer (the server bumps them); re-exported here.
-from siopg.server.counters import DEFAULT_MAX_NAMESPACE_LABELS, Metrics
+from siopg.server.counters import DEFAULT_MAX_NAMESPACE_LABELS, RECOVERY_FAILED_PREFIX, Metrics
 from siopg.server.extensions import EXTENSIONS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +70,14 @@ class _Collector:
             ("siopg_broadcasts", "Broadcast emits (each counted once, whatever the recipients)", m.broadcasts),
             ("siopg_recoveries_attempted", "CONNECTs that asked to recover a session", m.recoveries_attempted),
             ("siopg_recoveries_succeeded", "Sessions recovered", m.recoveries_succeeded),
+            ("siopg_packets_replayed", "Missed packets sent to recovered sockets", m.packets_replayed),
+            ("siopg_acks_answered", "Acknowledgements clients sent for the server's emits", m.acks_answered),
+            ("siopg_acks_timed_out", "Acknowledgements waited for in vain until the emit's timeout (per client)",
+             m.acks_timed_out),
+            ("siopg_bytes_received", "Engine.IO bytes read (polling bodies, WebSocket frames)",
+             server.engine.traffic.bytes_in),
+            ("siopg_bytes_sent", "Engine.IO bytes written (polling bodies, WebSocket frames)",
+             server.engine.traffic.bytes_out),
             ("siopg_sessions_persisted", "Sessions kept for connection state recovery", m.sessions_persisted),
             ("siopg_engine_connections", "Engine.IO connections opened", m.engine_connections_total),
         ]
@@ -73,6 +85,7 @@ class _Collector:
             family = CounterMetricFamily(name, doc)
             family.add_metric([], value)
             yield family
+        yield from _labelled_families(m)
         by_transport = server.open_connections()
         open_conns = GaugeMetricFamily("siopg_engine_connections_open", "Open Engine.IO connections")
         open_conns.add_metric([], sum(by_transport.values()))
@@ -101,6 +114,35 @@ class _Collector:
         yield from _name_limit_families(server)
         yield from postgres_log_metrics(server)
         yield from publish_families(server)
+        yield from postgres_families(server)
+
+
+def _labelled_families(m: Metrics) -> Iterator[Any]:
+    """Recovery failures by cause, disconnections by reason, loop lag, build info."""
+    failed = CounterMetricFamily(
+        "siopg_recovery_failed", "Recoveries that failed, by cause (the client got a fresh session)", labels=["cause"]
+    )
+    for cause in RECOVERY_CAUSES:
+        failed.add_metric([cause], getattr(m, RECOVERY_FAILED_PREFIX + cause))
+    yield failed
+    gone = CounterMetricFamily(
+        "siopg_disconnections", "Sockets that left their namespace, by socket.io's reason", labels=["reason"]
+    )
+    for reason, count in m.disconnections.items():
+        gone.add_metric([reason], count)
+    yield gone
+    yield histogram_family(
+        "siopg_event_loop_lag_seconds", "How late a callback scheduled every 0.5 s ran (event loop lag)", m.loop_lag
+    )
+    info = GaugeMetricFamily("siopg_build_info", "The siopg version this process runs (always 1)", labels=["version"])
+    info.add_metric([siopg.__version__], 1)
+    yield info
+
+
+def histogram_family(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
+    """A Prometheus histogram family of a siopg._histogram.Histogram."""
+    buckets = [("+Inf" if bound == float("inf") else repr(float(bound)), count) for bound, count in hist.cumulative()]
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=hist.sum)
 
 
 def _labelable(name: str) -> bool:
@@ -280,6 +322,51 @@ def publish_families(server: Server) -> Iterator[Any]:
         family = family_type(name, doc)
         family.add_metric([], value)
         yield family
+
+
+def _pg_clusters(server: Server) -> list[Any]:
+    """The distinct Postgres clusters (one per PostgresAdapter factory) of `server`'s namespaces."""
+    seen: dict[int, Any] = {}
+    for nsp in list(server.namespaces.values()):
+        cluster = getattr(getattr(nsp, "adapter", None), "cluster", None)
+        if hasattr(cluster, "log_stats"):
+            seen.setdefault(id(cluster), cluster)
+    return list(seen.values())
+
+
+def postgres_families(server: Server) -> Iterator[Any]:
+    """The Postgres adapter's publish batch sizes, commit-to-delivery latency and LISTEN reconnects."""
+    clusters = _pg_clusters(server)
+    if not clusters:
+        return
+    batches: Histogram | None = None
+    latency: Histogram | None = None
+    reconnects = 0
+    for cluster in clusters:
+        publisher, listener = cluster.publisher, cluster.listener
+        if publisher is not None:
+            batches = _added(batches, publisher.batch_sizes)
+        if listener is not None:
+            latency = _added(latency, listener.delivery_latency)
+            reconnects += listener.reconnects
+    if batches is not None:
+        yield histogram_family("siopg_publish_batch_size", "Rows per batch committed to the packet log", batches)
+    if latency is not None:
+        yield histogram_family(
+            "siopg_commit_to_delivery_seconds",
+            "From the publishing transaction to this process handing the packet to its sockets, per log row",
+            latency,
+        )
+    family = CounterMetricFamily("siopg_pg_listen_reconnects", "Times the LISTEN connection (log reader) reconnected")
+    family.add_metric([], reconnects)
+    yield family
+
+
+def _added(total: Histogram | None, hist: Histogram) -> Histogram:
+    if total is None:
+        total = Histogram(hist.bounds)
+    total.add(hist)
+    return total
 
 
 # The server cannot import this module (it sits above the server): register what its

@@ -227,8 +227,11 @@ class Adapter(abc.ABC):
         """Keep `session` for the recovery window (no-op when recovery is unsupported)."""
 
     async def restore_session(self, pid: str, offset: str | None) -> RestoredSession | None:
-        """The session and the packets it missed after `offset`, or None (fresh connection).
+        """The session and the packets it missed after `offset`.
 
+        No session (the client gets a fresh one): raise `RecoveryRefused(cause)` (the cause is
+        what `socket.recovery_failure` and the `recovery_failed_<cause>` counters say; see
+        siopg.adapter.errors.RECOVERY_CAUSES), or return None (counted as "unknown_session").
         Raises `RecoveryUnavailable` when the answer cannot be known now (store unreachable).
         """
         return None

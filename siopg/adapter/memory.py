@@ -42,10 +42,13 @@ from siopg.adapter.base import (
     SocketId,
 )
 from siopg.adapter.cluster import ping_bound
+from siopg.adapter.errors import EXPIRED, OFFSET_INVALID, OFFSET_PRUNED, UNKNOWN_SESSION, refuse
 from siopg.adapter.rooms import ROOM_EVENTS, RoomIndex, RoomListener, parse_joins
 from siopg.parser import Packet, PacketType
 
 __all__ = ["ROOM_EVENTS", "InMemoryAdapter", "should_include"]
+
+EXPIRED_MEMORY = 60.0  # seconds an expired session's pid is remembered, at least
 
 
 class _LogEntry(NamedTuple):
@@ -89,6 +92,9 @@ class InMemoryAdapter(Adapter):
         self._log: deque[_LogEntry] = deque()
         self._next_offset = 1  # offsets start at 1; "0" means "before anything"
         self._sessions: dict[str, tuple[Session, float]] = {}  # pid -> (session, persisted at); time order
+        # pids of sessions whose window passed, kept one more window (at least EXPIRED_MEMORY
+        # seconds; time order): a restore then says "expired" rather than "unknown session"
+        self._expired: dict[str, float] = {}
         # How long a dead client connection can go unnoticed: the server's pings plus a margin.
         # The log keeps window + this, and a restore is refused only if a pruned packet was
         # logged after the client was last known to receive (see restore_session).
@@ -208,6 +214,7 @@ class InMemoryAdapter(Adapter):
             return
         now = time.monotonic()
         self._sessions.pop(session.pid, None)  # re-insert at the end: the table stays in time order
+        self._expired.pop(session.pid, None)
         self._sessions[session.pid] = (session, now)
         self._prune_sessions(now)
 
@@ -217,18 +224,21 @@ class InMemoryAdapter(Adapter):
         now = time.monotonic()
         self._prune_sessions(now)
         self._prune_log(now)
-        found = self._sessions.pop(pid, None)  # one restore per persist: no double replay
+        found = self._sessions.get(pid)  # popped once restored: one restore per persist, no double replay
         if found is None:
-            return None
+            if self._expired.pop(pid, None) is not None:
+                raise refuse(pid, EXPIRED, "session expired")
+            raise refuse(pid, UNKNOWN_SESSION, "no such session")
         session = found[0]
         base_text = offset if offset is not None else session.offset
         try:
             base = int(base_text) if base_text is not None else self._next_offset - 1
         except ValueError:
-            return None
+            raise refuse(pid, OFFSET_INVALID, "malformed offset") from None
         head = self._next_offset - 1
         if base > head or base < 0:
-            return None  # not an offset of this log (another process or a forged value)
+            # not an offset of this log (another process or a forged value)
+            raise refuse(pid, OFFSET_INVALID, "offset %s is not one of this log (head %s)", base, head)
         joins = parse_joins(session.join_offsets)
         start = joins.get(session.sid) if joins else None
         if start is not None and base < start:
@@ -237,7 +247,10 @@ class InMemoryAdapter(Adapter):
             # packets after the base are gone, and one was logged after the client's connection
             # was last known alive (its disconnect minus how long a dead one goes unnoticed):
             # it may have missed it. Older ones went to a live connection: it has those.
-            return None
+            raise refuse(pid, OFFSET_PRUNED, "offset %s pruned (log pruned through %s)", base, self._pruned_through)
+        # refused above without using the session up (a forged offset cannot burn the real
+        # client's session, as with the Postgres adapter); from here on it is restored
+        del self._sessions[pid]
         # With no client offset the client got no offset-bearing event since `session.offset`,
         # so every stored packet after it that matches the rooms is missed.
         missed = []
@@ -269,14 +282,22 @@ class InMemoryAdapter(Adapter):
     def _prune_sessions(self, now: float) -> None:
         assert self._window is not None
         threshold = now - self._window
-        sessions = self._sessions
+        sessions, expired = self._sessions, self._expired
+        while expired:
+            pid = next(iter(expired))
+            if expired[pid] >= threshold - max(self._window, EXPIRED_MEMORY):
+                break
+            del expired[pid]
         while sessions:
             pid = next(iter(sessions))
-            if sessions[pid][1] >= threshold:
+            at = sessions[pid][1]
+            if at >= threshold:
                 break
             del sessions[pid]
+            expired[pid] = at
 
     async def close(self) -> None:
         self._log.clear()
         self._sessions.clear()
+        self._expired.clear()
         self.index.clear()

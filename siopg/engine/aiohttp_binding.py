@@ -32,22 +32,22 @@ log = logging.getLogger("siopg.engine")
 class RawWsWriter:
     """Writes pre-framed bytes straight to the connection's transport."""
 
-    __slots__ = ("_closed", "_server", "_transport", "_ws")
+    __slots__ = ("_closed", "_server", "_traffic", "_transport", "_ws")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, server: EngineServer) -> None:
         self._ws = ws
         self._transport = transport
         self._server = server
+        self._traffic = server.traffic
         self._closed = False
 
     def write_packets(self, packets: Sequence[EncodedPacket]) -> int:
         transport = self._transport
         if self._closed or transport.is_closing():
             return 0
-        if len(packets) == 1:
-            transport.write(packets[0].ws_frame)
-        else:
-            transport.write(b"".join([p.ws_frame for p in packets]))
+        data = packets[0].ws_frame if len(packets) == 1 else b"".join([p.ws_frame for p in packets])
+        transport.write(data)
+        self._traffic.bytes_out += len(data)
         return transport.get_write_buffer_size()
 
     def buffer_size(self) -> int:
@@ -78,7 +78,9 @@ class DeflateWsWriter:
         if self._closed:
             return 0
         self._pending.extend(packets)
-        self._pending_bytes += sum(p.size for p in packets)
+        size = sum(p.size for p in packets)
+        self._pending_bytes += size
+        self._server.traffic.bytes_out += size
         if self._task is None:
             self._task = asyncio.ensure_future(self._drain())
             self._server.track(self._task)

@@ -20,6 +20,7 @@ from .errors import EngineError
 from .message import EncodedPacket
 from .request import RequestInfo
 from .server import EngineServer, HttpReply, WsClosed, now_ms
+from .traffic import Traffic
 
 # ASGI's own types: scopes and messages are dicts of arbitrary values by the spec.
 Scope = MutableMapping[str, Any]
@@ -74,8 +75,9 @@ def on_exit_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], None
 class AsgiWsWriter:
     """Queues frames for one WebSocket; a single sender task turns them into events."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, traffic: Traffic | None = None) -> None:
         self._send = send
+        self._traffic = traffic or Traffic()
         self._pending: list[EncodedPacket] = []
         self._pending_bytes = 0
         self._wake = asyncio.Event()
@@ -87,7 +89,9 @@ class AsgiWsWriter:
         if self._closed:
             return 0
         self._pending.extend(packets)
-        self._pending_bytes += sum(p.size for p in packets)
+        size = sum(p.size for p in packets)
+        self._pending_bytes += size
+        self._traffic.bytes_out += size
         self._wake.set()
         return self._pending_bytes
 
@@ -284,7 +288,7 @@ class EngineASGIApp:
         except Exception:
             server.abandon(socket, is_new)
             raise
-        writer = AsgiWsWriter(send)
+        writer = AsgiWsWriter(send, server.traffic)
         limit = server.options.max_http_buffer_size
 
         async def next_frame() -> str | bytes:

@@ -37,6 +37,7 @@ from .options import EngineOptions
 from .request import RequestInfo
 from .session import SERVER_SHUTTING_DOWN, SessionConfig
 from .socket import EngineSocket, FlushBatch, WsWriter
+from .traffic import Traffic
 
 __all__ = ["EngineOptions", "EngineServer", "HttpReply", "WsClosed"]
 
@@ -92,6 +93,7 @@ class EngineServer:
             upgrades=tuple(t for t in options.transports if t == "websocket"),
         )
         self.sockets: dict[str, EngineSocket] = {}
+        self.traffic = Traffic()  # bytes in and out (the bindings count WebSocket frames out)
         # one flush callback per loop tick (or per coalescing window) for all connections
         self._flush_batch = FlushBatch(options.write_coalesce)
         self._ws_tasks: set[asyncio.Task[Any]] = set()   # running WebSocket loops
@@ -218,6 +220,16 @@ class EngineServer:
         when it is longer than `limit` bytes. `connection_open()` tells whether the
         request's connection is still open (a parked GET is answered only if it is); the
         binding calls `reply.undelivered()` when it could not write the reply."""
+        reply = await self._handle_http(info, read_body, connection_open)
+        self.traffic.bytes_out += len(reply.body)
+        return reply
+
+    async def _handle_http(
+        self,
+        info: RequestInfo,
+        read_body: Callable[[int], Awaitable[bytes | None]],
+        connection_open: Callable[[], bool] | None,
+    ) -> HttpReply:
         headers = info.headers
         if info.method == "OPTIONS":
             return self.preflight(headers)
@@ -293,6 +305,8 @@ class EngineServer:
             session.on_post_aborted("data request connection closed prematurely")
             raise
         socket._post_deadline = None
+        if body is not None:
+            self.traffic.bytes_in += len(body)
         answer = session.on_post(body, info.headers.get("content-type"))
         return HttpReply(
             200,
@@ -364,6 +378,7 @@ class EngineServer:
                     writer.close()
                     return
                 socket._ws = writer
+            traffic = self.traffic
             while socket._ws is writer:
                 try:
                     data = await receive()
@@ -374,6 +389,7 @@ class EngineServer:
                     return
                 if socket._ws is not writer:
                     return
+                traffic.bytes_in += len(data)
                 session.on_ws_message(data)
         finally:
             if task is not None:

@@ -178,6 +178,7 @@ class BroadcastOperator:
 
         def on_timeout() -> None:
             if not state["done"]:
+                nsp.server.metrics.acks_timed_out += max(0, state["clients_expected"] - len(responses))
                 finish(AckTimeoutError("operation has timed out", list(responses)))
 
         def on_close() -> None:  # the server is closing: no answer will come any more

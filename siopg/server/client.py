@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from siopg._log import clip
+from siopg.adapter.errors import LIMIT
 from siopg.engine import EngineConnection
 from siopg.parser import Packet, PacketType, ParseError
 from siopg.server.errors import TooManyNamespaces
@@ -80,6 +81,8 @@ class Client:
                 return  # a duplicate CONNECT while the first one is being handled
             if len(self.nsps) + len(connecting) >= self.server.max_namespaces_per_connection:
                 self.server.metrics.connection_namespaces_refused += 1
+                if isinstance(packet.data, dict):
+                    self._recovery_refused_by_limit(packet.data.get("pid"))
                 message = {"message": "Too many namespaces for this connection"}
                 self._packet(Packet(PacketType.CONNECT_ERROR, nsp, message, None))
                 return
@@ -102,6 +105,7 @@ class Client:
             try:
                 nsp = await self.server._namespace_for(name, auth)
             except TooManyNamespaces:
+                self._recovery_refused_by_limit(pid)
                 if not self.closed:
                     message = {"message": "Too many namespaces: the server's limit of dynamic namespaces is reached"}
                     self._packet(Packet(PacketType.CONNECT_ERROR, name, message, None))
@@ -118,6 +122,13 @@ class Client:
                 connecting.discard(name)
                 if not connecting:
                     self._connecting = None
+
+    def _recovery_refused_by_limit(self, pid: Any) -> None:
+        """A CONNECT a limit refused: if it asked to recover a session, count that failure."""
+        if self.server.recovery is not None and isinstance(pid, str):
+            metrics = self.server.metrics
+            metrics.recoveries_attempted += 1
+            metrics.recovery_failed(LIMIT)
 
     def _on_connect_timeout(self) -> None:
         self._connect_timer = None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from siopg._log import clip, no_session
 from siopg.adapter.base import Adapter, BroadcastFlags, RecoveryUnavailable, Session, SocketId
+from siopg.adapter.errors import ERROR, UNAVAILABLE, UNKNOWN_SESSION, RecoveryRefused
 from siopg.engine.message import OutgoingMessage
 from siopg.errors import SiopgError
 from siopg.names import RESERVED_EVENTS, check_event_name
@@ -339,8 +340,11 @@ class Namespace:
                 live.client._close("forced server close")
                 if live._persisting is not None:
                     await asyncio.wait([live._persisting])
+            failure = UNKNOWN_SESSION  # what a None from the adapter means
             try:
                 restored = await self.adapter.restore_session(pid, offset)
+            except RecoveryRefused as refused:
+                restored, failure = None, refused.cause
             except RecoveryUnavailable:
                 # pg-session helper (issue 7, fault 1): the session store is unreachable, so
                 # the session may exist: no fresh session; close the Engine.IO connection and
@@ -348,11 +352,13 @@ class Namespace:
                 # client.closed and drops this placeholder socket)
                 logger.warning("session store unreachable: closing the connection of client %s", client.id)
                 client._close("forced server close")
-                return Socket(self, client, auth)
+                socket = Socket(self, client, auth)
+                socket.recovery_failure = metrics.recovery_failed(UNAVAILABLE)
+                return socket
             except Exception:
                 logger.exception("restoring session failed; starting a fresh one")
                 no_session(pid, "restore raised")
-                restored = None
+                restored, failure = None, ERROR
             if restored is not None and client.closed:
                 # gone while restoring: put the (consumed) session back for the next attempt
                 session = Session(
@@ -361,7 +367,7 @@ class Namespace:
                 )
                 await self.adapter.persist_session(session)
                 no_session(pid, "client gone while restoring (session put back)")
-                restored = None
+                return Socket(self, client, auth)  # dropped by the caller: no failure to count
             if restored is not None:
                 metrics.recoveries_succeeded += 1
                 old = self.sockets.get(restored.sid) or self._preconnect.get(restored.sid)
@@ -383,6 +389,9 @@ class Namespace:
                 socket._pending = []
                 self._preconnect[socket.id] = socket
                 return socket
+            socket = Socket(self, client, auth)
+            socket.recovery_failure = metrics.recovery_failed(failure)
+            return socket
         if self.recovery is not None and pid is not None and not isinstance(pid, str):
             no_session(pid, "pid is not a string")
         return Socket(self, client, auth)

@@ -22,6 +22,7 @@ from siopg.server.client import Client
 from siopg.server.counters import Metrics
 from siopg.server.errors import TooManyNamespaces
 from siopg.server.extensions import EXTENSIONS
+from siopg.server.loop_lag import LoopLagProbe
 from siopg.server.namespace import Namespace, NamespaceMatcher
 from siopg.server.options import Recovery
 from siopg.server.parent import ParentNamespace
@@ -100,6 +101,7 @@ class Server:
         self._tasks = TaskSet(logger)
         self._signal_close: asyncio.Task[None] | None = None  # close() started by SIGTERM under ASGI
         self.metrics = Metrics()
+        self._loop_lag = LoopLagProbe(self.metrics.loop_lag)
         self._metrics_registry: Any = None  # made on first use (see metrics_registry)
         self._nsps: dict[str, Namespace] = {}
         self._parents: list[ParentNamespace] = []
@@ -362,6 +364,8 @@ class Server:
     async def _startup(self) -> None:
         """Initialise every adapter (called by the app's startup hook, or lazily)."""
         self._started = True
+        if not self._closing:
+            self._loop_lag.start()
         await asyncio.gather(*(nsp._start_init() for nsp in list(self._nsps.values())))
 
     def aiohttp_app(self, metrics: bool = False, dashboard: bool = False) -> Any:
@@ -459,6 +463,7 @@ class Server:
         if self._closing:
             return
         self._closing = True
+        self._loop_lag.stop()
         if self.recovery is not None:
             # sessions first: clients reconnect elsewhere as soon as their connection closes
             persists = [

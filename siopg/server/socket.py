@@ -126,6 +126,9 @@ class Socket:
         self.data: Any = {}
         self.connected = False
         self.recovered = False
+        # why this socket's recovery failed ("unknown_session", "expired", "offset_pruned",
+        # "offset_invalid", "limit", "unavailable", "error"); None: recovered, or not asked for
+        self.recovery_failure: str | None = None
         self.acks: dict[int, PendingAck] = {}
         self.handshake = build_handshake(client.conn.request, auth)
         self._send = client.conn.send  # bound once: the broadcast loop calls it per recipient
@@ -312,6 +315,7 @@ class Socket:
 
         def expire() -> None:
             if self.acks.pop(ack_id, None) is pending:
+                self.server.metrics.acks_timed_out += 1
                 pending.fail(self.server._tasks, AckTimeoutError())
 
         pending.timer = asyncio.get_running_loop().call_later(timeout, expire)
@@ -378,6 +382,7 @@ class Socket:
         elif ptype == PacketType.ACK or ptype == PacketType.BINARY_ACK:
             pending = self.acks.pop(packet.id, None) if packet.id is not None else None
             if pending is not None:
+                self.server.metrics.acks_answered += 1
                 pending.answer(self.server._tasks, packet.data if isinstance(packet.data, list) else ())
         elif ptype == PacketType.DISCONNECT:
             self._on_close("client namespace disconnect")
@@ -444,6 +449,7 @@ class Socket:
         self.client._packet(Packet(PacketType.CONNECT, self.nsp.name, reply, None))
         self.client._flush()  # the reply leaves now; events emitted from here on follow it
         if self._missed:
+            self.server.metrics.packets_replayed += len(self._missed)
             self.client._send_packets(self._missed)
             self._missed = []
         pending, self._pending = self._pending, None
@@ -456,6 +462,7 @@ class Socket:
         """The socket leaves its namespace (client gone, kicked, or server closing)."""
         if not self.connected:
             return
+        self.server.metrics.disconnected(reason)
         self._emit_reserved("disconnecting", reason, description)
         current = self.nsp.sockets.get(self.id) is self
         if (

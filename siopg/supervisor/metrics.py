@@ -1,4 +1,6 @@
-"""`GET /metrics` at the supervisor: every worker's samples, labelled `worker="<slot>"`.
+"""`GET /metrics` at the supervisor: every worker's samples, labelled `worker="<worker id>"`
+(the id the logs' `worker=` and the dashboard show; a restarted worker gets a new one), its
+histograms summed over the workers.
 
 One scrape target per machine, whatever the number of workers: the supervisor asks each
 current worker for its exposition over the channel, merges the families, adds its own.
@@ -16,7 +18,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -33,9 +35,19 @@ log = logging.getLogger("siopg.supervisor")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+#: metric types summed over the workers (bucket by bucket) instead of labelled per worker
+SUMMED_TYPES = frozenset(("histogram",))
+
+
 def merge(expositions: dict[str, bytes]) -> str:
-    """Merge Prometheus text expositions, one per `worker` label value, into one."""
+    """Merge Prometheus text expositions, one per `worker` label value, into one.
+
+    Counters and gauges keep one series per worker (label `worker`, the worker id the logs and
+    the dashboard show); histograms are summed over the workers, bucket by bucket, into one
+    per machine (their quantiles are what matters, and buckets x workers would be many series).
+    """
     families: dict[str, Metric] = {}
+    sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], Any]] = {}
     for worker, text in expositions.items():
         try:
             parsed = list(text_string_to_metric_families(text.decode("utf-8", "replace")))
@@ -46,8 +58,17 @@ def merge(expositions: dict[str, bytes]) -> str:
             merged = families.get(fam.name)
             if merged is None:
                 merged = families[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            if fam.type in SUMMED_TYPES and merged.type == fam.type:
+                summed = sums.setdefault(fam.name, {})
+                for sample in fam.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    known = summed.get(key)
+                    summed[key] = sample if known is None else known._replace(value=known.value + sample.value)
+                continue
             for sample in fam.samples:
                 merged.samples.append(sample._replace(labels={**sample.labels, "worker": worker}))
+    for name, summed in sums.items():
+        families[name].samples.extend(summed.values())
 
     class _Merged:
         def collect(self) -> list[Metric]:
@@ -164,7 +185,7 @@ class MetricsEndpoint:
         try:
             for w in self.pool.current_workers():
                 if w.end is not None and w.end.send_control(channel.METRICS_REQUEST + req):
-                    expected.add(str(w.slot))
+                    expected.add(str(w.wid))
             if expected:
                 try:
                     await asyncio.wait_for(done, self.timeout)

@@ -61,7 +61,7 @@ class WorkerHandle:
         kind = msg[:1]
         if kind == channel.METRICS_REPLY or kind == channel.METRICS_MORE:
             if self.on_metrics is not None:
-                self.on_metrics(str(self.slot), msg)
+                self.on_metrics(str(self.wid), msg)  # the worker id, as in the logs
             return
         if kind == channel.WAITING and self.state is State.STARTING:
             if not self.waiting_db:

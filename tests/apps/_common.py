@@ -55,6 +55,7 @@ def _register(io: siopg.Server, nsp: Any) -> None:
 
         def whoami(ack: Any = None) -> None:
             ack({"id": socket.id, "nsp": nsp_name(socket), "recovered": socket.recovered,
+                 "recovery_failure": getattr(socket, "recovery_failure", None),
                  "auth": auth, "query": dict(socket.handshake.query)})
 
         def join(room: str, ack: Any = None) -> None:

@@ -21,9 +21,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
+import pytest
 from pg.harness import SwitchProxy, eventually
 
 from siopg.adapter.base import Session
+from siopg.adapter.errors import RecoveryRefused
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.adapter.postgres.migrations import quote_ident
 from siopg.server.options import Recovery
@@ -222,4 +224,6 @@ async def test_memory_pruned_packet_after_the_transport_was_last_alive_refuses()
     _age(a, 1, persisted_at - 1.0)
     a._prune_log(persisted_at - 1.0 + 10.0 + 4.0 + 0.1)
     assert [e.offset for e in a._log] == [2]
-    assert await a.restore_session("p", None) is None  # no silent gap: a fresh session
+    with pytest.raises(RecoveryRefused) as refused:  # no silent gap: a fresh session
+        await a.restore_session("p", None)
+    assert refused.value.cause == "offset_pruned"

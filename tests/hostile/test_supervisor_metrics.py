@@ -93,7 +93,8 @@ def test_a_scrape_of_huge_metrics_ends_no_worker_and_labels_stay_bounded(supervi
         for _ in range(3):  # every scrape answers, with both workers' samples
             families = await loop.run_in_executor(None, _scrape, sv.port)
             sockets = families["siopg_connected_sockets"].samples  # type: ignore[attr-defined]
-            assert {s.labels["worker"] for s in sockets} == {"0", "1"}, sockets[:3]
+            # labelled with the worker ids (as the logs say "worker 1 ready")
+            assert {s.labels["worker"] for s in sockets} == {str(w) for w in workers_before}, sockets[:3]
             by_worker: dict[str, set[str]] = {}
             for s in sockets:
                 by_worker.setdefault(s.labels["worker"], set()).add(s.labels["namespace"])

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 import siopg
+from siopg.adapter.errors import RecoveryRefused
 from siopg.adapter.postgres.migrations import quote_ident
 
 from .harness import SwitchProxy, eventually
@@ -145,9 +146,14 @@ async def test_bad_recovery_input_gives_a_fresh_session(nodes: Any, js: Any, pro
     await b.io.of("/other")._start_init()
     adapter = b.adapter()
     # forged pid / offsets of every kind: no session, no crash
-    for pid, offset in (("nope", None), ("nope", "1"), ("x" * 5000, "1"), ("p", "-1"), ("p", "abc"),
-                        ("p", "1e5"), ("p", "9" * 30), ("'; DROP TABLE x; --", "0")):
-        assert await adapter.restore_session(pid, offset) is None
+    for pid, offset, cause in (
+        ("nope", None, "unknown_session"), ("nope", "1", "unknown_session"), ("x" * 5000, "1", "unknown_session"),
+        ("p", "-1", "offset_invalid"), ("p", "abc", "offset_invalid"), ("p", "1e5", "offset_invalid"),
+        ("p", "9" * 30, "offset_invalid"), ("'; DROP TABLE x; --", "0", "unknown_session"),
+    ):
+        with pytest.raises(RecoveryRefused) as refused:
+            await adapter.restore_session(pid, offset)
+        assert refused.value.cause == cause, (pid[:10], offset)
     # a real session, offsets that are not its namespace's, too new, or forged
     proxy.target = a.port
     c = js.client("c")
@@ -162,7 +168,9 @@ async def test_bad_recovery_input_gives_a_fresh_session(nodes: Any, js: Any, pro
     pid = await conn.fetchval(f"SELECT pid FROM {q}.sessions")
     for bad in (str(other_offset), str(other_offset + 1000), "999999999"):
         # each attempt is refused before the session is used, so it stays for the real client
-        assert await adapter.restore_session(pid, bad) is None
+        with pytest.raises(RecoveryRefused) as refused:
+            await adapter.restore_session(pid, bad)
+        assert refused.value.cause == "offset_invalid"
     assert await conn.fetchval(f"SELECT count(*) FROM {q}.sessions") == 1
     proxy.target = b.port
     state = await c.reconnect()

@@ -182,7 +182,7 @@ def test_metrics_merge_every_worker(supervisor_factory):
         assert head.startswith(b"HTTP/1.1 200 ")
         families = {f.name: f for f in text_string_to_metric_families(body.decode())}
         sockets = families["siopg_connected_sockets"].samples
-        assert {s.labels["worker"] for s in sockets} == {"0", "1"}
+        assert {s.labels["worker"] for s in sockets} == {"1", "2"}  # worker ids, as in the logs
         assert sum(s.value for s in sockets) == 10
         assert families["siopg_supervisor_workers_ready"].samples[0].value == 2
     finally:

@@ -63,6 +63,23 @@ def test_metrics_merge_labels_every_sample_with_its_worker():
     assert families["g"].samples[0].labels == {"ns": "/", "worker": "0"}
 
 
+def test_metrics_merge_sums_histograms_over_workers():
+    def hist(b1: int, inf: int, total: float) -> bytes:
+        return (
+            "# HELP lag_seconds Lag\n# TYPE lag_seconds histogram\n"
+            f'lag_seconds_bucket{{le="0.1"}} {b1}\nlag_seconds_bucket{{le="+Inf"}} {inf}\n'
+            f"lag_seconds_count {inf}\nlag_seconds_sum {total}\n"
+            '# HELP g Level\n# TYPE g gauge\ng 1.0\n'
+        ).encode()
+
+    families = {f.name: f for f in text_string_to_metric_families(merge({"1": hist(2, 3, 0.5), "2": hist(1, 4, 2.0)}))}
+    samples = {(s.name, s.labels.get("le")): s for s in families["lag_seconds"].samples}
+    assert samples[("lag_seconds_bucket", "0.1")].value == 3 and samples[("lag_seconds_bucket", "+Inf")].value == 7
+    assert samples[("lag_seconds_count", None)].value == 7 and samples[("lag_seconds_sum", None)].value == 2.5
+    assert all("worker" not in s.labels for s in samples.values())  # one histogram per machine
+    assert {s.labels["worker"] for s in families["g"].samples} == {"1", "2"}  # gauges stay per worker
+
+
 def test_flags_default_from_siopg_env(monkeypatch, tmp_path):
     monkeypatch.setenv("SIOPG_WORKERS", "3")
     monkeypatch.setenv("SIOPG_PORT", "4321")

@@ -15,10 +15,13 @@ from aiohttp import web
 
 import siopg
 from siopg import dashboard
+from siopg.adapter.errors import RECOVERY_CAUSES
 from siopg.dashboard.cluster import recovery
 from siopg.dashboard.stats import Identity, Reading, Sampler
 
 from .helpers import start_app
+
+NO_FAILURES = dict.fromkeys(sorted(RECOVERY_CAUSES), 0)  # every cause counted, none yet
 
 
 Serve = Callable[..., Awaitable[str]]
@@ -121,7 +124,7 @@ async def test_stats_reflect_websocket_and_polling_clients(
     assert by_name(doc)["/chat"] == {"name": "/chat", "sockets": 2, "rooms": 2}
     assert doc["sockets"] == 4
     assert doc["rooms"] == 3
-    assert doc["recovery"] == {"attempted": 0, "succeeded": 0, "failed": 0, "causes": {}, "rate": None}
+    assert doc["recovery"] == {"attempted": 0, "succeeded": 0, "failed": 0, "causes": NO_FAILURES, "rate": None}
 
     said: asyncio.Queue[str] = asyncio.Queue()
     ws.on("said", said.put_nowait)
@@ -278,7 +281,7 @@ async def test_recovery_and_persisted_counts_come_from_the_metrics(served: Serve
     url = await served(io)
     io.metrics.recoveries_attempted, io.metrics.recoveries_succeeded, io.metrics.sessions_persisted = 4, 3, 7
     doc = await stats(http, url)
-    assert doc["recovery"] == {"attempted": 4, "succeeded": 3, "failed": 1, "causes": {}, "rate": 0.75}
+    assert doc["recovery"] == {"attempted": 4, "succeeded": 3, "failed": 1, "causes": NO_FAILURES, "rate": 0.75}
     assert doc["sessions_persisted"] == 7 == doc["counters"]["sessions_persisted"]
     async with http.get(f"{url}/dashboard") as resp:
         html = await resp.text()
@@ -314,26 +317,43 @@ async def test_server_count_is_cluster_wide_with_the_postgres_adapter(
         await conn.close()
 
 
-def test_grafana_dashboard_only_uses_metrics_siopg_exports() -> None:
+async def test_grafana_dashboard_only_uses_metrics_siopg_exports(pg_dsn: str) -> None:
     import inspect
     import json
     from pathlib import Path
 
+    import asyncpg
     from prometheus_client import generate_latest
 
     import siopg.supervisor.metrics as supervisor_metrics
+    from siopg.adapter.postgres.migrations import migrate, quote_ident
 
     path = Path(__file__).resolve().parents[2] / "dashboard" / "grafana-siopg.json"
     doc = json.loads(path.read_text())
     exprs = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
     used = {name for expr in exprs for name in re.findall(r"\bsiopg_[a-z_]+", expr)}
-    io = siopg.Server()
-    io.of("/chat")
-    exported = set(re.findall(r"^(siopg_[a-z_]+)", generate_latest(io.metrics_registry).decode(), re.M))
+    # what a server with the Postgres adapter exports (a superset of the in-memory one's)
+    schema = "siopg_graf_" + secrets.token_hex(4)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await migrate(conn, schema)
+        io = siopg.Server(adapter=siopg.PostgresAdapter(pg_dsn, schema=schema))
+        io.of("/chat")
+        await io._startup()
+        try:
+            exported = set(re.findall(r"^(siopg_[a-z_]+)", generate_latest(io.metrics_registry).decode(), re.M))
+        finally:
+            await io.close()
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
+        await conn.close()
     exported |= set(re.findall(r"# TYPE (siopg_supervisor_[a-z_]+)", inspect.getsource(supervisor_metrics)))
     assert used and used <= exported, used - exported
     assert {"siopg_connected_sockets", "siopg_packets_received_total", "siopg_recoveries_succeeded_total"} <= used
     assert {"siopg_engine_connections_by_transport", "siopg_rooms"} <= used
+    assert {"siopg_recovery_failed_total", "siopg_disconnections_total", "siopg_bytes_sent_total",
+            "siopg_event_loop_lag_seconds_bucket", "siopg_commit_to_delivery_seconds_bucket",
+            "siopg_pg_listen_reconnects_total", "siopg_acks_timed_out_total"} <= used
     ids = [p["id"] for p in doc["panels"]]
     assert len(ids) == len(set(ids))
     assert all(p["datasource"]["uid"] == "${datasource}" for p in doc["panels"] if "datasource" in p)

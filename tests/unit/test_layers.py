@@ -32,7 +32,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / "siopg"
 
 # Bottom to top. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("bottom", ("siopg._log", "siopg._tasks", "siopg.names", "siopg.errors", "siopg.runtime")),
+    ("bottom", ("siopg._histogram", "siopg._log", "siopg._tasks", "siopg.names", "siopg.errors", "siopg.runtime")),
     ("parser / engine core", ("siopg.parser", "siopg.engine")),
     # The engine's framework bindings build on the core; the core never imports them
     # (engine.io's BaseServer / Server / uServer split).

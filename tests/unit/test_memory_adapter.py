@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from siopg.adapter.base import BroadcastFlags, BroadcastOptions, Session
+from siopg.adapter.errors import RecoveryRefused
 from siopg.adapter.memory import InMemoryAdapter
 from siopg.parser import Packet, PacketType
 from siopg.server.options import Recovery
@@ -117,6 +118,13 @@ async def test_offsets_only_for_eligible_packets_and_input_untouched() -> None:
     assert a.current_offset() == "1" and len(a._log) == 1
 
 
+async def refused(restore: Any) -> str:
+    """The cause of the RecoveryRefused that awaiting `restore` raises."""
+    with pytest.raises(RecoveryRefused) as info:
+        await restore
+    return info.value.cause
+
+
 async def test_restore_with_offset_filters_rooms_and_consumes_session() -> None:
     a = recovering()
     before = a.current_offset()
@@ -129,7 +137,7 @@ async def test_restore_with_offset_filters_rooms_and_consumes_session() -> None:
     assert restored is not None
     assert (restored.sid, restored.pid, restored.rooms, restored.data) == ("s", "p", ["s", "red"], {"k": 1})
     assert [p.data for p in restored.missed_packets] == [["all", "4"]]
-    assert await a.restore_session("p", "1") is None  # consumed: never replayed twice
+    assert await refused(a.restore_session("p", "1")) == "unknown_session"  # consumed: never replayed twice
 
 
 async def test_restore_without_offset_uses_persisted_head() -> None:
@@ -149,8 +157,8 @@ async def test_restore_with_unknown_offset_is_fresh(offset: str) -> None:
     a = recovering()
     a.broadcast(event("x"), opts())
     await a.persist_session(Session("s", "p", "/", ["s"], None, offset="0"))
-    assert await a.restore_session("p", offset) is None
-    assert await a.restore_session("unknown-pid", "0") is None
+    assert await refused(a.restore_session("p", offset)) == "offset_invalid"
+    assert await refused(a.restore_session("unknown-pid", "0")) == "unknown_session"
 
 
 async def test_expiry_of_sessions_and_log() -> None:
@@ -162,7 +170,7 @@ async def test_expiry_of_sessions_and_log() -> None:
     await asyncio.sleep(0.08)
     a.broadcast(event("fresh"), opts())
     assert len(a._log) == 1  # expired entries pruned from the head on append
-    assert await a.restore_session("p", "0") is None  # expired session
+    assert await refused(a.restore_session("p", "0")) == "expired"
     # (a base offset older than the log's start: tests/hostile/test_fix3_quiet.py)
 
 

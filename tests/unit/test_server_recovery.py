@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import siopg
-from siopg.adapter.base import Session
+from siopg.adapter.base import RecoveryUnavailable, Session
 from siopg.parser import Packet, PacketType
 from siopg.server.testing import FakeClient
 
@@ -84,6 +84,9 @@ async def test_restore_after_transport_close(io):
     assert restored.rooms == {old.id, "room"} and restored.data == {"user": "ann"}
     assert len(mw_calls) == 1  # skip_middlewares
     assert io.metrics.recoveries_succeeded == 1
+    assert restored.recovery_failure is None and t.sockets[0].recovery_failure is None
+    assert io.metrics.packets_replayed == 2
+    assert io.metrics.disconnections["transport close"] == 1
 
 
 async def test_restore_without_offset_gh4888(io):
@@ -146,10 +149,14 @@ async def test_unrecoverable_reasons_do_not_persist(io, how):
     await settle()
     assert second.received()[0].data["sid"] != reply["sid"]
     assert not t.sockets[-1].recovered
+    assert t.sockets[-1].recovery_failure == "unknown_session"  # never persisted
+    assert io.metrics.recovery_failed_unknown_session == 1
+    assert io.metrics.disconnections[how] == 1
 
 
 async def test_expired_session_gives_fresh_socket():
     io = make_server(max_disconnection_duration=0.03)
+    t = Tracker(io)
     try:
         first = FakeClient(io)
         reply = await first.connected()
@@ -160,11 +167,15 @@ async def test_expired_session_gives_fresh_socket():
         second.connect("/", {"pid": reply["pid"], "offset": "0"})
         await settle()
         assert second.received()[0].data["sid"] != reply["sid"]
+        assert t.sockets[-1].recovery_failure == "expired"
+        assert io.metrics.recovery_failed_expired == 1
+        assert io.metrics.recoveries_attempted == 1 and io.metrics.recoveries_succeeded == 0
     finally:
         await io.close()
 
 
 async def test_unknown_offset_gives_fresh_socket(io):
+    t = Tracker(io)
     first = FakeClient(io)
     reply = await first.connected()
     await settle()
@@ -174,6 +185,38 @@ async def test_unknown_offset_gives_fresh_socket(io):
     second.connect("/", {"pid": reply["pid"], "offset": "999999"})  # never handed out
     await settle()
     assert second.received()[0].data["sid"] != reply["sid"]
+    assert t.sockets[-1].recovery_failure == "offset_invalid"
+    assert io.metrics.recovery_failed_offset_invalid == 1
+
+
+async def test_recovery_refused_by_a_limit_is_counted():
+    io = siopg.Server(connection_state_recovery=siopg.Recovery(), max_namespaces_per_connection=1)
+    io.of("/other").on("connection", lambda s: None)
+    try:
+        client = FakeClient(io)
+        await client.connected()
+        client.connect("/other", {"pid": "a-pid-from-before", "offset": "1"})
+        await settle()
+        assert client.received()[-1].type == PacketType.CONNECT_ERROR
+        assert io.metrics.recovery_failed_limit == 1 and io.metrics.recoveries_attempted == 1
+    finally:
+        await io.close()
+
+
+async def test_unreachable_store_counts_unavailable():
+    class Down(siopg.InMemoryAdapter):
+        async def restore_session(self, pid, offset):
+            raise RecoveryUnavailable("down")
+
+    io = siopg.Server(connection_state_recovery=siopg.Recovery(), adapter=Down)
+    try:
+        client = FakeClient(io)
+        client.connect("/", {"pid": "p", "offset": "1"})
+        await settle()
+        assert client.conn.closed_with == "forced close"
+        assert io.metrics.recovery_failed_unavailable == 1
+    finally:
+        await io.close()
 
 
 async def test_stale_transport_does_not_tear_down_restored_socket_gh4880(io):

@@ -17,11 +17,13 @@ import asyncio
 import logging
 import random
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
+from siopg._histogram import LATENCY_BUCKETS, Histogram
 from siopg._log import clip
 from siopg.adapter.postgres.aio import cancel_and_wait
 from siopg.adapter.postgres.codec import SELECT_COLUMNS
@@ -54,7 +56,13 @@ class LogListener:
     ) -> None:
         self._dsn = dsn
         self._channel = channel
-        self._fetch_sql = f"SELECT {SELECT_COLUMNS} FROM {schema_q}.packets WHERE id > $1 ORDER BY id LIMIT $2"
+        # `age`: how long ago (Postgres' clock) the row's publishing transaction began, when this
+        # read began; plus the local time until its packets were handed to sockets, that is
+        # the commit-to-delivery latency (one clock per part: no skew between machines)
+        self._fetch_sql = (
+            f"SELECT {SELECT_COLUMNS}, extract(epoch FROM statement_timestamp() - created_at)::float8 AS age"
+            f" FROM {schema_q}.packets WHERE id > $1 ORDER BY id LIMIT $2"
+        )
         self._head_sql = f"SELECT coalesce(max(id), 0) FROM {schema_q}.packets"
         self._on_row = on_row
         self._on_error = on_error
@@ -70,6 +78,7 @@ class LogListener:
         self.last_id = 0
         self.connected = asyncio.Event()
         self.reconnects = 0
+        self.delivery_latency = Histogram(LATENCY_BUCKETS)  # seconds, commit to delivery, per row
         self.notifications = 0
         self.bad_notifications = 0
 
@@ -178,6 +187,7 @@ class LogListener:
         conn = self._conn
         assert conn is not None
         while True:
+            began = time.monotonic()
             rows = await conn.fetch(self._fetch_sql, self.last_id, self.fetch_size, timeout=self.query_timeout)
             for row in rows:
                 self.last_id = row["id"]
@@ -186,6 +196,10 @@ class LogListener:
                 except Exception as exc:  # noqa: BLE001 - one bad row must not stop the log
                     self._on_error(exc)
             if rows:
+                local = time.monotonic() - began
+                observe = self.delivery_latency.observe
+                for row in rows:
+                    observe(max(0.0, (row["age"] or 0.0) + local))
                 async with self._progress:
                     self._progress.notify_all()
             if len(rows) < self.fetch_size:

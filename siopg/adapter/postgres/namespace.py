@@ -15,9 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from siopg._log import no_session
 from siopg.adapter.base import NamespaceLike, RecoveryUnavailable, RestoredSession, Session
 from siopg.adapter.cluster import ClusterAdapter, ClusterMessage, MessageType, ping_bound
+from siopg.adapter.errors import (
+    ERROR,
+    EXPIRED,
+    OFFSET_INVALID,
+    OFFSET_PRUNED,
+    UNAVAILABLE,
+    UNKNOWN_SESSION,
+    RecoveryRefused,
+    refuse,
+)
 from siopg.adapter.postgres import codec
 from siopg.adapter.postgres.listener import LogListener
 from siopg.adapter.postgres.sessions import Dirty, Forget, Persist, parse_offset
@@ -385,17 +394,15 @@ class PostgresNamespaceAdapter(ClusterAdapter):
     async def restore_session(self, pid: str, offset: str | None) -> RestoredSession | None:
         c = self.cluster
         if self.window is None or c.store is None or c.listener is None:
-            no_session(pid, "recovery off or the adapter is not started")
-            return None
+            raise refuse(pid, UNAVAILABLE, "recovery off or the adapter is not started")
         if not isinstance(pid, str) or not 0 < len(pid) <= 128 or "\x00" in pid or not _encodable(pid):
-            no_session(pid, "malformed pid")
-            return None
+            raise refuse(pid, UNKNOWN_SESSION, "malformed pid")
         client_offset: int | None = None
         if offset is not None:
             client_offset = parse_offset(offset)
             if client_offset is None:
-                no_session(pid, "malformed offset")
-                return None  # not an offset we hand out: forged or garbled
+                # not an offset we hand out: forged or garbled
+                raise refuse(pid, OFFSET_INVALID, "malformed offset")
         # Postgres unreachable: wait for it up to restore_timeout, then tell the server to
         # close the client's connection (it comes back later), never a fresh session instead
         loop = asyncio.get_running_loop()
@@ -407,13 +414,12 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                 # socket in the same loop step as the replay ends (no live row in between)
                 async with asyncio.timeout_at(deadline):
                     return await self._restore(pid, client_offset, deadline)
-            except (asyncio.CancelledError, RecoveryUnavailable):
+            except (asyncio.CancelledError, RecoveryUnavailable, RecoveryRefused):
                 raise
             except Exception as exc:
                 if not is_transient(exc):
                     c.report(exc)  # a bug or a value Postgres refuses: a fresh session, not a crash
-                    no_session(pid, "restore failed: %s", type(exc).__name__)
-                    return None
+                    raise refuse(pid, ERROR, "restore failed: %s", type(exc).__name__) from exc
                 if loop.time() + delay >= deadline or c.store is None:
                     if not isinstance(exc, _ReaderBehind):  # a slow reader is no error to report
                         c.report(exc)
@@ -440,8 +446,8 @@ class PostgresNamespaceAdapter(ClusterAdapter):
 
     async def _claim_and_read(self, pid: str, client_offset: int | None, deadline: float,
                               claims: list[_Claim]) -> RestoredSession | None:
-        """Read, claim and replay the session (None: it does not exist, expired, or the
-        offset is forged or pruned). Couldn't complete in time -> a transient error (the
+        """Read, claim and replay the session (RecoveryRefused: it does not exist, expired, or
+        the offset is forged or pruned). Couldn't complete in time -> a transient error (the
         caller retries until `deadline`, then tells the client to come back)."""
         c = self.cluster
         loop = asyncio.get_running_loop()
@@ -452,8 +458,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
             # this process has not read that far yet: wait, or the live stream would repeat
             # rows the replay already holds (a forged offset is refused without waiting)
             if not await store.offset_exists(c.pool, client_offset, self.nsp.name):
-                no_session(pid, "offset %s ahead of the reader and not in the log", client_offset)
-                return None
+                raise refuse(pid, OFFSET_INVALID, "offset %s ahead of the reader and not in the log", client_offset)
             if not await listener.wait_for(client_offset, _wait_left(loop, deadline)):
                 _raise_if_reader_down(listener)
                 raise _ReaderBehind(f"the log reader is behind offset {client_offset}")
@@ -488,11 +493,9 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                     elif session is None or not session["valid"]:
                         await tx.rollback()
                         if session is None:
-                            no_session(pid, "no session row")
-                        else:
-                            no_session(pid, "session row expired (live=%s owner=%s alive=%s)",
-                                       session["live"], session["owner"], session["owner_alive"])
-                        return None
+                            raise refuse(pid, UNKNOWN_SESSION, "no session row")
+                        raise refuse(pid, EXPIRED, "session row expired (live=%s owner=%s alive=%s)",
+                                     session["live"], session["owner"], session["owner_alive"])
                     elif session["live"] and session["owner"] not in asked and (
                         session["owner"] == self.uid or session["owner_alive"]
                     ):
@@ -510,11 +513,10 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                             # packets after that offset are gone, and one may have been written
                             # after the client's connection was last known alive: a gap
                             await tx.rollback()
-                            no_session(
-                                pid, "offset %s pruned with rows it may have missed (session offset %s)",
+                            raise refuse(
+                                pid, OFFSET_PRUNED, "offset %s pruned with rows it may have missed (session offset %s)",
                                 base, session["offset"],
                             )
-                            return None
                         # (base < pruned otherwise: every pruned packet went to a live connection,
                         # so the client has those meant for it; replay what is left after base)
                         # a pruned offset cannot be checked; clamped at the session start it only
@@ -527,8 +529,7 @@ class PostgresNamespaceAdapter(ClusterAdapter):
                             and not await store.offset_exists(conn, client_offset, self.nsp.name)
                         ):
                             await tx.rollback()  # refused without using up the session
-                            no_session(pid, "offset %s is no packet of this namespace", client_offset)
-                            return None  # not a packet of this namespace
+                            raise refuse(pid, OFFSET_INVALID, "offset %s is no packet of this namespace", client_offset)
                         if base > upto:
                             await tx.rollback()  # keep the session; wait for the reader, then retry
                             if await listener.wait_for(base, _wait_left(loop, deadline)):

@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 import asyncpg
 
+from siopg._histogram import BATCH_SIZE_BUCKETS, Histogram
 from siopg.adapter.postgres.aio import cancel_and_wait
 from siopg.adapter.postgres.codec import EncodedRow, RowBatch
 from siopg.errors import SiopgError
@@ -106,6 +107,7 @@ class Publisher:
         self.retries = 0  # attempts repeated after an unknown outcome
         self.dropped = 0  # messages Postgres refused for good (dropped alone)
         self.refused = 0  # messages refused because the buffer was full
+        self.batch_sizes = Histogram(BATCH_SIZE_BUCKETS)  # rows per committed batch
 
     def start(self) -> None:
         if self._task is None:
@@ -217,6 +219,7 @@ class Publisher:
             self.healthy = True
             self.batches += 1
             self.published += n
+            self.batch_sizes.observe(n)
 
     def _refused(self, exc: BaseException, n: int) -> None:
         """Postgres refused the batch's data: bisect it down to the bad row, drop that one."""

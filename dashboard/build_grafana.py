@@ -176,7 +176,10 @@ dash = {
     ]},
     "panels": panels,
 }
-with open(Path(__file__).with_name("grafana-siopg.json"), "w") as f:
-    json.dump(dash, f, indent=2)
-    f.write("\n")
+# the same dashboard for import (here) and for the docker compose recipe's provisioned Grafana
+for out in (Path(__file__).with_name("grafana-siopg.json"),
+            Path(__file__).resolve().parents[1] / "deploy/docker/grafana/provisioning/dashboards/siopg.json"):
+    with open(out, "w") as f:
+        json.dump(dash, f, indent=2)
+        f.write("\n")
 print(len(panels), "panels")

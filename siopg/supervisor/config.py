@@ -139,8 +139,8 @@ def add_dashboard_arguments(parser: argparse.ArgumentParser) -> None:
     """`--dashboard` and `--dashboard-auth` of `siopg serve` (env SIOPG_DASHBOARD, SIOPG_DASHBOARD_AUTH)."""
     g = parser.add_argument_group("live dashboard (siopg.dashboard)")
     g.add_argument("--dashboard", action="store_true", default=_env_flag("SIOPG_DASHBOARD"),
-                   help="serve the live dashboard at /dashboard (env SIOPG_DASHBOARD=1); with --workers,"
-                        " each worker serves its own")
+                   help="serve the cluster dashboard at /dashboard (env SIOPG_DASHBOARD=1); whichever worker"
+                        " answers, it shows the whole cluster")
     g.add_argument("--dashboard-auth", metavar="USER:PASSWORD", default=_env("SIOPG_DASHBOARD_AUTH"),
                    help="protect the dashboard with HTTP basic auth; implies --dashboard (env"
                         " SIOPG_DASHBOARD_AUTH, which keeps the password out of `ps`)")

@@ -23,16 +23,38 @@ from aiohttp import WSMsgType, web
 
 from .errors import EngineError
 from .message import EncodedPacket
-from .request import RequestInfo
+from .request import RequestInfo, header_name
 from .server import EngineServer, HttpReply, WsClosed, now_ms
 
 log = logging.getLogger("siopg.engine")
 
 
-class RawWsWriter:
+class _WsIO:
+    """The incoming side both writers share: a method rather than a closure per connection
+    (an idle connection keeps it for its whole life)."""
+
+    __slots__ = ("_ws",)
+
+    _ws: web.WebSocketResponse
+
+    async def receive(self) -> str | bytes:
+        """The next data frame; raises WsClosed when the WebSocket is gone."""
+        ws = self._ws
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+                return msg.data  # type: ignore[no-any-return]
+            if kind is WSMsgType.ERROR:
+                raise WsClosed(str(ws.exception() or "websocket error"))
+            if kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                raise WsClosed(None)
+
+
+class RawWsWriter(_WsIO):
     """Writes pre-framed bytes straight to the connection's transport."""
 
-    __slots__ = ("_closed", "_server", "_traffic", "_transport", "_ws")
+    __slots__ = ("_closed", "_server", "_traffic", "_transport")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, server: EngineServer) -> None:
         self._ws = ws
@@ -63,8 +85,10 @@ class RawWsWriter:
             self._server.track(asyncio.ensure_future(_close_ws(self._ws)))
 
 
-class DeflateWsWriter:
+class DeflateWsWriter(_WsIO):
     """Per-message deflate: each frame goes through aiohttp's compressed send path."""
+
+    __slots__ = ("_closed", "_pending", "_pending_bytes", "_server", "_task")
 
     def __init__(self, ws: web.WebSocketResponse, server: EngineServer) -> None:
         self._ws = ws
@@ -136,11 +160,11 @@ async def _close_ws(ws: web.WebSocketResponse) -> None:
 
 def request_info(request: web.Request) -> RequestInfo:
     raw = request.headers
-    headers = {name.lower(): value for name, value in raw.items()}
+    headers = {header_name(name): value for name, value in raw.items()}
     if len(headers) != len(raw):  # a repeated header: join its values, as Node does
         headers = {}
         for name, value in raw.items():
-            key = name.lower()
+            key = header_name(name)
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
     return RequestInfo(
         headers=headers,
@@ -257,19 +281,8 @@ async def handle_request(server: EngineServer, request: web.Request) -> web.Stre
         DeflateWsWriter(ws, server) if ws.compress else RawWsWriter(ws, transport, server)
     )
 
-    async def receive() -> str | bytes:
-        while True:
-            msg = await ws.receive()
-            kind = msg.type
-            if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
-                return msg.data  # type: ignore[no-any-return]
-            if kind is WSMsgType.ERROR:
-                raise WsClosed(str(ws.exception() or "websocket error"))
-            if kind in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                raise WsClosed(None)
-
     try:
-        await server.run_websocket(socket, is_new, writer, receive)
+        await server.run_websocket(socket, is_new, writer, writer.receive)
     finally:
         if not ws.closed:
             await _close_ws(ws)

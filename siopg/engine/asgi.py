@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 
 from .errors import EngineError
 from .message import EncodedPacket
-from .request import RequestInfo
+from .request import RequestInfo, header_name
 from .server import EngineServer, HttpReply, WsClosed, now_ms
 from .traffic import Traffic
 
@@ -135,7 +135,7 @@ class AsgiWsWriter:
 def _request_info(scope: Scope, method: str) -> RequestInfo:
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").lower()
+        name = header_name(raw_name)
         value = raw_value.decode("latin-1")
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     qs = scope.get("query_string", b"").decode("latin-1")

@@ -22,6 +22,7 @@ from typing import Any
 
 from .._log import clip
 from ..errors import SiopgError
+from .deadlines import DeadlineQueue
 from .errors import (
     BadHandshakeMethod,
     BadRequest,
@@ -96,6 +97,9 @@ class EngineServer:
         self.traffic = Traffic()  # bytes in and out (the bindings count WebSocket frames out)
         # one flush callback per loop tick (or per coalescing window) for all connections
         self._flush_batch = FlushBatch(options.write_coalesce)
+        # every session's heartbeat and timeouts on one loop timer (made on the first session:
+        # the loop is not known before)
+        self._deadlines: DeadlineQueue | None = None
         self._ws_tasks: set[asyncio.Task[Any]] = set()   # running WebSocket loops
         self._bg_tasks: set[asyncio.Task[Any]] = set()   # short-lived helpers (ws close)
         self._closing = False
@@ -187,11 +191,18 @@ class EngineServer:
             raise BadRequest(context="sid generation failed") from None
         if not isinstance(sid, str) or not sid or sid in self.sockets:
             raise BadRequest(context="sid generation returned an unusable id")
+        loop = asyncio.get_running_loop()
         socket = EngineSocket(
-            sid, transport, info, self._config, asyncio.get_running_loop(), self._flush_batch, self._forget
+            sid, transport, info, self._config, loop, self._flush_batch, self._forget, self._deadlines_for(loop)
         )
         self.sockets[sid] = socket
         return socket
+
+    def _deadlines_for(self, loop: asyncio.AbstractEventLoop) -> DeadlineQueue:
+        queue = self._deadlines
+        if queue is None or queue.loop is not loop:  # a server reused on another loop (tests)
+            queue = self._deadlines = DeadlineQueue(loop)
+        return queue
 
     def _connected(self, socket: EngineSocket) -> None:
         try:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from .deadlines import Deadline, DeadlineQueue
 from .message import EncodedPacket, OutgoingMessage
 from .request import RequestInfo
 from .session import FORCED_CLOSE, EngineSession, SessionConfig
@@ -88,7 +89,7 @@ class EngineSocket:
     """
 
     __slots__ = (
-        "_batch", "_flush_scheduled", "_loop", "_on_closed", "_poll_alive", "_poll_future",
+        "_batch", "_deadlines", "_flush_scheduled", "_loop", "_on_closed", "_poll_alive", "_poll_future",
         "_post_deadline", "_session", "_timer", "_ws", "on_close", "on_message", "request",
         "send", "sid",
     )
@@ -104,8 +105,10 @@ class EngineSocket:
         loop: asyncio.AbstractEventLoop,
         batch: FlushBatch,
         on_closed: Callable[[EngineSocket], None],
+        deadlines: DeadlineQueue | None = None,
     ) -> None:
         """`batch`: the flush batch this connection joins when it has packets queued;
+        `deadlines`: the queue its timeouts go to (the owner's, shared by its connections);
         `on_closed(socket)`: the owner's hook, called once when the session closes (before
         `on_close`), e.g. to drop it from the session table."""
         self.sid = sid
@@ -115,7 +118,8 @@ class EngineSocket:
         self._on_closed = on_closed
         self._loop = loop
         self._flush_scheduled = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadlines = deadlines if deadlines is not None else DeadlineQueue(loop)
+        self._timer: Deadline | None = None
         # the parked GET: its answer, and whether its connection is still open
         self._poll_future: asyncio.Future[tuple[str, Sequence[EncodedPacket]]] | None = None
         self._poll_alive: Callable[[], bool] | None = None
@@ -184,10 +188,10 @@ class EngineSocket:
     def set_deadline(self, when: float | None) -> None:
         timer = self._timer
         if timer is not None:
-            timer.cancel()
+            self._deadlines.cancel(timer)
             self._timer = None
         if when is not None:
-            self._timer = self._loop.call_at(when, self._session.on_deadline)
+            self._timer = self._deadlines.add(when, self._session.on_deadline)
 
     def poll_alive(self) -> bool:
         check = self._poll_alive

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +99,20 @@ def build_handshake(request: Any, auth: dict[str, Any]) -> Handshake:
     )
 
 
+# "<event> handler", the log label of each handler: one string per event name, not one per
+# registration (apps register their handlers on every connecting socket). Bounded.
+_labels: dict[str, str] = {}
+
+
+def _handler_label(event: str) -> str:
+    label = _labels.get(event)
+    if label is None:
+        label = f"{clip(str(event), 60)} handler"
+        if len(_labels) < 1024:
+            _labels[event] = label
+    return label
+
+
 def _ack_value(args: tuple[Any, ...]) -> Any:
     """A single ack argument as-is, several as a list, none as None."""
     if not args:
@@ -137,7 +151,7 @@ class Socket:
         self._any_outgoing: list[Callback] = []
         self._fns: list[Callback] = []
         self._pending: list[Any] | None = None  # deliveries held until the CONNECT reply is out
-        self._missed: list[Packet] = []
+        self._missed: Sequence[Packet] = ()
         self._detached = False
         self._persisting: asyncio.Future[Any] | None = None
         self._persisted_early = False
@@ -203,7 +217,7 @@ class Socket:
         """Register an event handler; usable as `@socket.on("ev")` or `socket.on("ev", fn)`."""
 
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            self._handlers.setdefault(event, []).append(Callback(fn, f"{clip(str(event), 60)} handler"))
+            self._handlers.setdefault(event, []).append(Callback(fn, _handler_label(event)))
             return fn
 
         return register(handler) if handler is not None else register
@@ -451,7 +465,7 @@ class Socket:
         if self._missed:
             self.server.metrics.packets_replayed += len(self._missed)
             self.client._send_packets(self._missed)
-            self._missed = []
+            self._missed = ()
         pending, self._pending = self._pending, None
         if pending:
             send = self.client.conn.send

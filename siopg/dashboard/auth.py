@@ -8,7 +8,6 @@ aiohttp response refusing it.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import inspect
 import logging
@@ -58,7 +57,7 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text in the header
         return None
     user, sep, password = decoded.partition(":")
     return (user, password) if sep else None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from siopg.dashboard.cluster import Entry
+from siopg.dashboard.cluster import Entry, readable
 from siopg.dashboard.stats import Identity, Sampler, postgres_cluster, read
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,8 +77,12 @@ class PostgresBoard:
                 except ValueError:
                     doc = None
             stats_age = row.stats_age if row.stats_age is not None else row.heartbeat_age
-            entries.append(Entry(row.uid, doc if isinstance(doc, dict) else None, row.heartbeat_age, stats_age,
-                                 self.heartbeat_timeout))
+            entry = Entry(row.uid, doc if isinstance(doc, dict) else None, row.heartbeat_age, stats_age,
+                          self.heartbeat_timeout)
+            if entry.doc is not None and not readable(entry):
+                log.debug("server %s published a snapshot of the wrong shape; shown without stats", row.uid)
+                entry.doc = None
+            entries.append(entry)
         log_doc = {
             "rows": info.rows,
             "oldest_seconds": round(info.oldest_seconds, 1),

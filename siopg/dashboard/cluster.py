@@ -83,7 +83,7 @@ def _server_row(entry: Entry, state: str) -> dict[str, Any]:
         "rooms": doc.get("rooms", 0),
         "transports": doc.get("transports", {}),
         "namespaces": [{"name": n, "sockets": s, "rooms": r} for n, s, r in doc.get("namespaces", [])],
-        "rates": doc.get("rates", {}),
+        "rates": {str(n): float(v) for n, v in doc.get("rates", {}).items()},  # the page formats them
         "packets_in": counters.get("packets_in", 0),
         "packets_out": counters.get("packets_out", 0),
         "recovery": recovery(counters),
@@ -177,6 +177,16 @@ def merge(entries: list[Entry], log: dict[str, Any] | None = None) -> dict[str, 
         "log": log,
         "history": history(live),
     }
+
+
+def readable(entry: Entry) -> bool:
+    """False when `entry`'s snapshot is not one `merge` can read (another process wrote it):
+    a board drops such a snapshot rather than let one row hide the whole cluster."""
+    try:
+        merge([entry])
+    except (AttributeError, IndexError, KeyError, OverflowError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _order(entry: Entry) -> tuple[str, int, str, str]:

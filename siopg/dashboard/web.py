@@ -87,20 +87,38 @@ class Dashboard:
         self.static = _load_static()
         self.template = _environment().get_template("dashboard.html")
         self._latest: tuple[float, dict[str, Any]] | None = None
-        self._lock = asyncio.Lock()
+        self._reading: asyncio.Future[tuple[float, dict[str, Any]]] | None = None
 
     # data --------------------------------------------------------------------------------
     async def snapshot(self) -> dict[str, Any]:
-        """The stats document; re-read at most every MIN_INTERVAL whatever the number of viewers."""
-        async with self._lock:
-            latest = self._latest
-            if latest is None or self.clock() - latest[0] >= MIN_INTERVAL:
-                entries, log_doc = await asyncio.wait_for(self.board.read(), READ_TIMEOUT)
-                latest = self._latest = (self.clock(), merge(entries, log_doc))
+        """The stats document; re-read at most every MIN_INTERVAL whatever the number of viewers.
+
+        Every viewer waits on the same read, READ_TIMEOUT at most: when the database stalls,
+        a timed-out read is left to finish (a query on a stalled connection may not end at
+        once when cancelled) rather than retried once per viewer in turn.
+        """
+        latest = self._latest
+        if latest is None or self.clock() - latest[0] >= MIN_INTERVAL:
+            reading = self._reading
+            if reading is None:
+                reading = self._reading = asyncio.ensure_future(self._read())
+                reading.add_done_callback(self._read_done)
+            latest = await asyncio.wait_for(asyncio.shield(reading), READ_TIMEOUT)
         doc = dict(latest[1])
         doc["time"] = time.time()
         doc["pid"] = os.getpid()
         return doc
+
+    async def _read(self) -> tuple[float, dict[str, Any]]:
+        entries, log_doc = await self.board.read()
+        latest = self._latest = (self.clock(), merge(entries, log_doc))
+        return latest
+
+    def _read_done(self, reading: asyncio.Future[tuple[float, dict[str, Any]]]) -> None:
+        if self._reading is reading:
+            self._reading = None
+        if not reading.cancelled():
+            reading.exception()  # retrieved: the viewers that waited for it were told already
 
     # handlers ----------------------------------------------------------------------------
     def guarded(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:

@@ -133,8 +133,17 @@ class Publisher:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
+        failing = False
         while True:
-            await self.publish_once()
+            try:
+                await self.publish_once()
+                failing = False
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug in sampling must not end publishing for good
+                if not failing:
+                    log.exception("dashboard stats sampling failed (said once until it works again)")
+                failing = True
             await asyncio.sleep(self.interval)
 
     async def publish_once(self) -> None:

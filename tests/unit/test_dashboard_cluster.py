@@ -110,3 +110,31 @@ def test_snapshot_size_does_not_grow_with_sockets_and_reading_10k_is_cheap() -> 
         if n == 10_000:
             assert took < 0.25, f"sampling 10k sockets took {took * 1000:.0f} ms"
     assert sizes[10_000] - sizes[10] < 32  # only the digits of the counts differ: aggregates, never per socket
+
+
+async def test_publisher_goes_on_after_a_failing_sample() -> None:
+    """A bug in sampling is logged once; the next samples are still published."""
+    import asyncio
+
+    import siopg
+    from siopg.dashboard.board import Publisher
+
+    calls: list[int] = []
+
+    class FlakySampler:
+        def sample(self) -> dict[str, object]:
+            calls.append(1)
+            if len(calls) <= 2:
+                raise RuntimeError("sampling bug")
+            return {}
+
+    publisher = Publisher(siopg.Server(), FlakySampler(), interval=0.005)  # type: ignore[arg-type]
+    publisher.start()
+    try:
+        for _ in range(400):
+            if len(calls) >= 4:
+                break
+            await asyncio.sleep(0.005)
+    finally:
+        await publisher.stop()
+    assert len(calls) >= 4

@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dashboard_auth:
         args.dashboard = True  # --dashboard-auth means the dashboard is wanted
     dashboard_auth = credentials_arg(parser, "--dashboard-auth", args.dashboard_auth)
-    from siopg.supervisor.config import dashboard_exposure
+    from siopg.supervisor.config import dashboard_exposure, is_loopback
 
     refusal = dashboard_exposure(args.host, args.dashboard, dashboard_auth is not None,
                                  bool(getattr(args, "dashboard_insecure", False)))
@@ -277,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dashboard and dashboard_auth is None and getattr(args, "dashboard_insecure", False):
         logging.getLogger("siopg").warning("the dashboard on %s has no authentication (--dashboard-insecure)",
                                            args.host)
+    metrics_on = args.metrics or getattr(args, "metrics_port", None) is not None
+    if metrics_on and not getattr(args, "metrics_auth", None) and not is_loopback(args.host):
+        logging.getLogger("siopg").warning(
+            "/metrics on %s has no authentication: anyone who reaches it reads namespace names and counts"
+            " (set --metrics-auth USER:PASSWORD, or keep it behind something that authenticates)", args.host)
     try:
         parse_gc_setting(args.gc_threshold)
     except ValueError as exc:

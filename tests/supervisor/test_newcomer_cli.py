@@ -222,3 +222,14 @@ def test_one_worker_is_singular_and_the_supervisor_prints_the_dashboard_url(app_
         assert _get(url, "admin:pw") == 200
     finally:
         served.stop()
+
+
+def test_metrics_without_auth_on_a_public_host_is_said_out_loud(app_dir: Path) -> None:
+    """/metrics is opt-in; on a non-loopback host without --metrics-auth the start says so."""
+    warned = run_siopg("serve", "app.py:io", "--host", "0.0.0.0", "--metrics", "--check", cwd=app_dir)
+    assert warned.returncode == 0, warned.stderr
+    assert "/metrics on 0.0.0.0 has no authentication" in warned.stderr
+    quiet = run_siopg("serve", "app.py:io", "--host", "0.0.0.0", "--metrics", "--metrics-auth", "u:p", "--check",
+                      cwd=app_dir)
+    local = run_siopg("serve", "app.py:io", "--metrics", "--check", cwd=app_dir)
+    assert "has no authentication" not in quiet.stderr + local.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ from siopg.errors import SiopgError
 from siopg.runtime import redact
 
 log = logging.getLogger("siopg.supervisor")
+#: platformdirs (under pgserver) warns when XDG_RUNTIME_DIR is unset, as on most servers and
+#: containers: noise on a newcomer's first screen, with nothing to act on
+XDG_WARNING = ".*XDG_RUNTIME_DIR"
+
 
 
 class DatabaseError(SiopgError):
@@ -32,7 +37,9 @@ class EmbeddedPostgres:
     def ensure_available() -> None:
         """Raise DatabaseError saying what to install when pgserver is missing."""
         try:
-            import pgserver  # noqa: F401
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=XDG_WARNING)
+                import pgserver  # noqa: F401
         except ImportError as exc:
             raise DatabaseError(
                 "several workers need PostgreSQL: pass --database-url, or install the embedded"
@@ -46,7 +53,9 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log.info("starting embedded PostgreSQL in %s", pgdata)
         try:
-            self._server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=XDG_WARNING)
+                self._server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
         except Exception as exc:
             raise DatabaseError(f"embedded PostgreSQL failed to start in {pgdata}: {exc}") from exc
         return str(self._server.get_uri())

@@ -101,7 +101,8 @@ class Dashboard:
         if latest is None or self.clock() - latest[0] >= MIN_INTERVAL:
             reading = self._reading
             if reading is None:
-                reading = self._reading = asyncio.ensure_future(self._read())
+                self._reading = asyncio.ensure_future(self._read())  # kept until it is done
+                reading = self._reading
                 reading.add_done_callback(self._read_done)
             latest = await asyncio.wait_for(asyncio.shield(reading), READ_TIMEOUT)
         doc = dict(latest[1])

@@ -14,24 +14,18 @@ import json
 import os
 import sys
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
-from faults.harness import FaultProxy
+from faults.conftest import private_pg  # noqa: F401  (fixture)
+from faults.harness import FaultProxy, PrivatePostgres
 
 from hostile.server_fixtures import ROOT
-from hostile.supervisor_helpers import free_port, private_database  # noqa: F401
+from hostile.supervisor_helpers import free_port
 from siopg.adapter.postgres.migrations import migrate_dsn
 from siopg.dashboard.web import READ_TIMEOUT
 
 VIEWERS = 8
-
-
-def _via(dsn: str, port: int) -> str:
-    parts = urlsplit(dsn)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
 
 
 async def _status(session: aiohttp.ClientSession, url: str) -> int:
@@ -53,12 +47,14 @@ async def _until_listening(port: int, proc: asyncio.subprocess.Process) -> None:
     raise AssertionError("the dashboard exited")
 
 
-async def _scenario(dsn: str) -> None:
-    await migrate_dsn(dsn, "siopg")
-    proxy = await FaultProxy(int(urlsplit(dsn).port or 5432)).start()
+async def _scenario(pg: PrivatePostgres) -> None:
+    await migrate_dsn(pg.dsn, "siopg")
+    # the private Postgres may listen on a Unix socket only (embedded): the proxy speaks TCP
+    proxy = await FaultProxy(pg.upstream()).start()
     port = free_port()
+    via = f"postgresql://postgres@127.0.0.1:{proxy.port}/{urlsplit(pg.dsn).path.lstrip('/') or 'postgres'}"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "siopg", "dashboard", "--database-url", _via(dsn, proxy.port), "--port", str(port),
+        sys.executable, "-m", "siopg", "dashboard", "--database-url", via, "--port", str(port),
         cwd=str(ROOT), env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
@@ -95,5 +91,7 @@ async def _scenario(dsn: str) -> None:
         await proxy.close()
 
 
-def test_viewers_of_a_stalled_database_all_get_their_answer_in_one_read_timeout(private_database):  # noqa: F811
-    asyncio.run(_scenario(private_database))
+def test_viewers_of_a_stalled_database_all_get_their_answer_in_one_read_timeout(
+    private_pg: PrivatePostgres,  # noqa: F811
+) -> None:
+    asyncio.run(_scenario(private_pg))

@@ -230,8 +230,7 @@ class EngineASGIApp:
             watcher = asyncio.ensure_future(watch())
         try:
             reply = await self.server.handle_http(info, read_body, lambda: not gone)
-            sent = False
-            handed: list[bool] = []  # set once the body was given to the server to send
+            sent = handed = False  # handed: the body was given to the server to send
             try:
                 if reply.undelivered is not None and watcher is not None:
                     # the server silently drops a reply to a connection it saw close: let the
@@ -241,7 +240,9 @@ class EngineASGIApp:
                 if not gone:
                     if reply.close:  # the body was not read to its end
                         reply.headers.append(("Connection", "close"))
-                    await _send_reply(send, reply, handed)
+                    await _send_head(send, reply)
+                    handed = True
+                    await _send_body(send, reply)
                     sent = True
             except Exception as exc:  # noqa: BLE001 - the connection broke while we wrote
                 log.debug("engine reply not written: %r", exc)
@@ -319,12 +320,17 @@ class EngineASGIApp:
                 writer.task.cancel()
 
 
-async def _send_reply(send: Send, reply: HttpReply, handed: list[bool] | None = None) -> None:
-    """Send `reply`; `handed` gets a True once its body is given to the server."""
+async def _send_reply(send: Send, reply: HttpReply) -> None:
+    await _send_head(send, reply)
+    await _send_body(send, reply)
+
+
+async def _send_head(send: Send, reply: HttpReply) -> None:
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
     if not any(k == b"content-length" for k, _ in headers):
         headers.append((b"content-length", str(len(reply.body)).encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    if handed is not None:
-        handed.append(True)
+
+
+async def _send_body(send: Send, reply: HttpReply) -> None:
     await send({"type": "http.response.body", "body": reply.body})
